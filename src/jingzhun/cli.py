@@ -1,0 +1,209 @@
+"""`jingzhun …`: the command line, a thin shell over the stages' public functions.
+
+Every command takes `--workspace` (default: JINGZHUN_WORKSPACE, then the current
+folder). Errors jingzhun raises on purpose are printed as one message with the fix,
+in the user's language, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from jingzhun.core import JingzhunError, WorkspaceConfig, current_language, init_workspace, open_workspace, t
+from jingzhun.core.workspace import WORKSPACE_ENV, Workspace
+from jingzhun.engine import open_engine
+from jingzhun.engine.dialects import parse_read_only
+from jingzhun.pipeline import run_pipeline
+from jingzhun.schema import LATEST_VERSION, current_version, migrate
+
+app = typer.Typer(
+    name="jingzhun",
+    help="精准 jingzhun — precision marketing on DuckDB or Spark. 开源精准营销平台。",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+demo_app = typer.Typer(help="Demo data. 演示数据。", no_args_is_help=True)
+app.add_typer(demo_app, name="demo")
+
+console = Console()
+errors = Console(stderr=True)
+
+WorkspaceOption = Annotated[
+    Path | None,
+    typer.Option("--workspace", "-w", envvar=WORKSPACE_ENV, help="Workspace folder. 工作区目录。"),
+]
+EngineOption = Annotated[
+    str | None, typer.Option("--engine", "-e", help="duckdb or spark; default from jingzhun.yaml.")
+]
+
+
+def _language(workspace: Workspace | None = None) -> str:
+    return current_language(workspace.config.language if workspace else None)
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder to create the workspace in.")],
+    name: Annotated[str | None, typer.Option(help="Workspace name (default: folder name).")] = None,
+    timezone: Annotated[str, typer.Option(help="IANA time zone for display and calendars.")] = "Asia/Shanghai",
+    currency: Annotated[str, typer.Option(help="ISO 4217 currency code.")] = "CNY",
+    engine: Annotated[str, typer.Option(help="duckdb (one machine) or spark.")] = "duckdb",
+    pii: Annotated[str, typer.Option(help="plain or salted_hash storage of phones and emails.")] = "plain",
+    language: Annotated[str, typer.Option(help="zh or en.")] = "zh",
+) -> None:
+    """Create a workspace: jingzhun.yaml, definitions/ and the engine's storage. 创建工作区。"""
+    from jingzhun.core.config import parse_config
+
+    settings = {"name": name or directory.resolve().name, "timezone": timezone, "currency": currency,
+                "language": language, "engine": {"kind": engine}, "pii": {"mode": pii}}
+    config = parse_config(settings, Path("--options"))
+    workspace = init_workspace(directory, config)
+    with open_engine(workspace) as storage:
+        migrate(storage)
+    console.print(t("init.created", _language(workspace), path=workspace.root, timezone=config.timezone,
+                    currency=config.currency, engine=config.engine.kind))
+
+
+@app.command(name="migrate")
+def migrate_command(workspace: WorkspaceOption = None, engine: EngineOption = None) -> None:
+    """Bring the workspace's tables to the latest schema version. 升级数据表结构。"""
+    opened = open_workspace(workspace)
+    language = _language(opened)
+    with open_engine(opened, engine) as storage:
+        old = current_version(storage)
+        applied = migrate(storage)
+    if applied:
+        console.print(t("migrate.applied", language, old=old, new=applied[-1].version))
+        for migration in applied:
+            console.print(f"  {migration.version}: {migration.name}")
+    else:
+        console.print(t("migrate.current", language, version=LATEST_VERSION))
+
+
+@app.command()
+def pipeline(workspace: WorkspaceOption = None, engine: EngineOption = None) -> None:
+    """Run every pipeline stage that exists, with progress. 运行数据流水线。"""
+    opened = open_workspace(workspace)
+    language = _language(opened)
+    started = time.perf_counter()
+    with open_engine(opened, engine) as storage, _progress() as progress:
+        task = progress.add_task("pipeline", total=None)
+
+        def on_stage(stage, index: int, total: int) -> None:
+            title = stage.title_zh if language == "zh" else stage.title_en
+            progress.update(task, total=total, completed=index,
+                            description=t("pipeline.stage", language, stage=title))
+
+        results = run_pipeline(opened, storage, on_stage)
+        progress.update(task, completed=len(results))
+    summary = Table(t("table.stage", language), t("table.table", language), t("table.rows", language))
+    for result in results:
+        for table_name, rows in result.tables.items():
+            summary.add_row(result.stage, table_name, f"{rows:,}")
+    console.print(summary)
+    console.print(t("pipeline.done", language, count=len(results), seconds=time.perf_counter() - started))
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="A read-only query in DuckDB's SQL dialect.")],
+    workspace: WorkspaceOption = None,
+    engine: EngineOption = None,
+    output: Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")] = "table",
+    max_rows: Annotated[int, typer.Option(help="Rows to show in table format.")] = 200,
+) -> None:
+    """Run a read-only SQL query and print the result. 执行只读 SQL 查询。"""
+    opened = open_workspace(workspace)
+    statement = parse_read_only(query)
+    if output not in ("table", "csv", "json"):
+        raise typer.BadParameter("use table, csv or json / 请使用 table、csv 或 json", param_hint="--format")
+    with open_engine(opened, engine, read_only=True) as storage:
+        result = storage.query(statement)
+    _print_result(result, output, max_rows, _language(opened))
+
+
+def _print_result(result: pa.Table, output: str, max_rows: int, language: str) -> None:
+    if output == "csv":
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(result, sink)
+        sys.stdout.write(sink.getvalue().to_pybytes().decode("utf-8"))
+        return
+    if output == "json":
+        import json
+
+        sys.stdout.write(json.dumps(result.to_pylist(), ensure_ascii=False, default=str) + "\n")
+        return
+    shown = Table(*result.column_names)
+    for row in result.slice(0, max_rows).to_pylist():
+        shown.add_row(*("" if value is None else str(value) for value in row.values()))
+    console.print(shown)
+    console.print(t("sql.rows", language, count=result.num_rows))
+
+
+@demo_app.command("generate")
+def demo_generate(
+    directory: Annotated[Path, typer.Argument(help="Workspace folder to create or fill.")],
+    persons: Annotated[int, typer.Option(min=100, help="Number of simulated customers.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 42,
+    start: Annotated[str, typer.Option(help="First day of history (YYYY-MM-DD).")] = "2024-11-01",
+    end: Annotated[str, typer.Option(help="Last day of history (YYYY-MM-DD).")] = "2026-10-31",
+) -> None:
+    """Generate a Chinese omnichannel retailer's source files. 生成演示零售数据。"""
+    from jingzhun.demo import generate_demo
+
+    try:
+        opened = open_workspace(directory)
+    except JingzhunError:
+        opened = init_workspace(directory, WorkspaceConfig(name="演示零售品牌 demo retailer"))
+        with open_engine(opened) as storage:
+            migrate(storage)
+    language = _language(opened)
+    console.print(t("demo.generating", language, persons=f"{persons:,}", seed=seed))
+    with _progress() as progress:
+        tasks: dict[str, int] = {}
+
+        def report(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = progress.add_task(step, total=total)
+            progress.update(tasks[step], completed=done, total=total)
+
+        summary = generate_demo(opened.root, persons=persons, seed=seed, start=date.fromisoformat(start),
+                                end=date.fromisoformat(end), progress=report)
+    listing = Table(t("table.source", language), t("table.file", language), t("table.rows", language),
+                    t("table.malformed", language))
+    for file in summary.files:
+        listing.add_row(file.source, str(file.path.relative_to(opened.root)), f"{file.rows:,}",
+                        f"{file.malformed_rows:,}")
+    console.print(listing)
+    console.print(t("demo.done", language, path=opened.root, seconds=summary.seconds))
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                    TimeElapsedColumn(), console=console, transient=False)
+
+
+def main() -> None:
+    """Console-script entry point: turn jingzhun's errors into one clear message."""
+    try:
+        app()
+    except JingzhunError as problem:
+        errors.print(f"[bold red]{t('error.title')}:[/] {problem.describe(current_language())}",
+                     highlight=False, markup=True)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Versioned schema migrations: `jingzhun migrate` brings any older workspace forward.
+
+Each migration is a numbered list of portable steps (create a table, add a
+column) that runs on every engine. The applied versions are recorded in
+`schema_migrations`, so migrating is idempotent and a workspace written by a newer
+jingzhun is refused instead of being damaged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pyarrow as pa
+from sqlglot import exp
+
+from jingzhun.core.errors import SchemaError
+from jingzhun.engine import Column, Engine
+from jingzhun.schema import tables as t
+
+
+@dataclass(frozen=True)
+class CreateTable:
+    """Create a canonical table (if it does not exist)."""
+
+    table: t.TableDef
+
+    def apply(self, engine: Engine) -> None:
+        engine.create_table(self.table.name, self.table.columns)
+
+
+@dataclass(frozen=True)
+class AddColumn:
+    """Add a nullable column to an existing table, on every engine.
+
+    Engines without ALTER (Spark over Parquet) rewrite the table with the new
+    column as NULL, which is also a new immutable version of it.
+    """
+
+    table: str
+    column: Column
+
+    def apply(self, engine: Engine) -> None:
+        present = engine.query(exp.select("*").from_(self.table).limit(0)).column_names
+        if self.column.name in present:
+            return
+        null = exp.cast(exp.null(), exp.DataType.build(self.column.type, dialect="duckdb"))
+        engine.materialize(self.table, exp.select("*", null.as_(self.column.name)).from_(self.table))
+
+
+Step = CreateTable | AddColumn
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    steps: tuple[Step, ...]
+
+
+def _creates(*defs: t.TableDef) -> tuple[Step, ...]:
+    return tuple(CreateTable(table) for table in defs)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "collected data: events, commerce, stock, surveys, benchmarks, ad spend", _creates(
+        t.SOURCES, t.EVENTS, t.ORDERS, t.ORDER_ITEMS, t.PRODUCTS, t.STORES,
+        t.INVENTORY_MOVEMENTS, t.STOCK_COUNTS, t.SURVEY_RESPONSES, t.BENCHMARKS,
+        t.SOURCE_RECORDS, t.AD_SPEND, t.QUARANTINE,
+    )),
+    Migration(2, "identity graph and portraits", _creates(
+        t.IDENTITIES, t.IDENTITY_LINKS, t.PERSONS, t.TRAITS, t.TAG_DEFINITIONS, t.TAGS, t.SCORES,
+    )),
+    Migration(3, "audiences, campaigns and outcomes", _creates(
+        t.SEGMENTS, t.SEGMENT_MEMBERS, t.CAMPAIGNS, t.DELIVERIES, t.MESSAGE_EVENTS, t.EXPERIMENTS,
+    )),
+    Migration(4, "consent and governance", _creates(
+        t.CONSENTS, t.SUPPRESSIONS, t.AUDIT_LOG, t.USERS, t.API_KEYS,
+    )),
+)
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def current_version(engine: Engine) -> int:
+    """The highest migration applied to this engine's storage (0 for a new one)."""
+    if not engine.table_exists(t.SCHEMA_MIGRATIONS.name):
+        return 0
+    result = engine.query(exp.select(exp.func("max", exp.column("version")).as_("v")).from_("schema_migrations"))
+    value = result.column("v")[0].as_py()
+    return int(value) if value is not None else 0
+
+
+def migrate(
+    engine: Engine,
+    target: int = LATEST_VERSION,
+    on_step: Callable[[Migration], None] | None = None,
+) -> list[Migration]:
+    """Apply every migration after the stored version up to `target`; return them."""
+    found = current_version(engine)
+    if found > LATEST_VERSION:
+        raise SchemaError(
+            f"this workspace's schema is version {found}, newer than this jingzhun knows ({LATEST_VERSION}).",
+            fix="upgrade jingzhun (pip install -U jingzhun) before using this workspace",
+            message_zh=f"此工作区的表结构版本为 {found}，比当前 jingzhun 支持的 {LATEST_VERSION} 更新。",
+            fix_zh="先升级 jingzhun（pip install -U jingzhun）再使用此工作区",
+        )
+    engine.create_table(t.SCHEMA_MIGRATIONS.name, t.SCHEMA_MIGRATIONS.columns)
+    pending = [m for m in MIGRATIONS if found < m.version <= target]
+    for migration in pending:
+        with engine.transaction():
+            for step in migration.steps:
+                step.apply(engine)
+            _record(engine, migration)
+        if on_step is not None:
+            on_step(migration)
+    return pending
+
+
+def _record(engine: Engine, migration: Migration) -> None:
+    row = pa.table({
+        "version": pa.array([migration.version], pa.int32()),
+        "name": [migration.name],
+        "applied_at": pa.array([datetime.now(UTC)], pa.timestamp("us", tz="UTC")),
+    })
+    engine.write_table(t.SCHEMA_MIGRATIONS.name, row, mode="append")
+
+
+def canonical_tables() -> list[t.TableDef]:
+    """Every canonical table the latest schema holds, in creation order."""
+    return [step.table for m in MIGRATIONS for step in m.steps if isinstance(step, CreateTable)]

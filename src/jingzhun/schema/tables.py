@@ -1,0 +1,261 @@
+"""The canonical tables every stage reads and writes (DESIGN.md, "Canonical data").
+
+Types are spelled in DuckDB's SQL and rendered for Spark by sqlglot. Conventions:
+timestamps are TIMESTAMPTZ holding UTC instants (shown in the workspace time zone);
+money is DECIMAL(18, 2) beside a `currency` column; JSON documents (Segment
+properties, context, traits, definitions, evidence) are VARCHAR holding JSON text,
+which both engines query with `->>` / GET_JSON_OBJECT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jingzhun.engine import Column
+
+MONEY = "DECIMAL(18, 2)"
+
+
+@dataclass(frozen=True)
+class TableDef:
+    """A canonical table: its name, purpose and columns."""
+
+    name: str
+    description: str
+    columns: tuple[Column, ...]
+
+    @property
+    def column_names(self) -> list[str]:
+        return [column.name for column in self.columns]
+
+
+def table(name: str, description: str, *columns: str) -> TableDef:
+    """Declare a table from "name TYPE [NOT NULL] -- comment" lines."""
+    parsed = []
+    for line in columns:
+        spec, _, comment = line.partition("--")
+        words = spec.split()
+        required = spec.upper().rstrip().endswith("NOT NULL")
+        type_words = words[1:-2] if required else words[1:]
+        parsed.append(Column(words[0], " ".join(type_words), not required, comment.strip()))
+    return TableDef(name, description, tuple(parsed))
+
+
+SCHEMA_MIGRATIONS = table(
+    "schema_migrations", "Which schema migrations this workspace has applied.",
+    "version INTEGER NOT NULL", "name VARCHAR NOT NULL", "applied_at TIMESTAMPTZ NOT NULL",
+)
+
+# ---- collect: what arrives from sources ------------------------------------------
+
+EVENTS = table(
+    "events", "The append-only behaviour log, shaped like the Segment spec.",
+    "message_id VARCHAR NOT NULL -- idempotency key (Segment messageId)",
+    "type VARCHAR NOT NULL -- track | identify | page | screen | group | alias",
+    "event VARCHAR -- track event name, e.g. Order Completed",
+    "name VARCHAR -- page or screen name",
+    "user_id VARCHAR", "anonymous_id VARCHAR",
+    "previous_id VARCHAR -- alias calls", "group_id VARCHAR -- group calls",
+    "timestamp TIMESTAMPTZ NOT NULL -- event time, corrected for client clock skew",
+    "original_timestamp TIMESTAMPTZ", "sent_at TIMESTAMPTZ",
+    "received_at TIMESTAMPTZ NOT NULL",
+    "source_id VARCHAR -- the source (write key) that sent it",
+    "channel VARCHAR -- web | app | miniprogram | server",
+    "properties VARCHAR -- JSON", "context VARCHAR -- JSON", "traits VARCHAR -- JSON",
+    "loaded_at TIMESTAMPTZ",
+)
+ORDERS = table(
+    "orders", "Online and offline orders, one row per order.",
+    "order_id VARCHAR NOT NULL", "source_id VARCHAR",
+    "channel VARCHAR -- online | offline",
+    "platform VARCHAR -- web | app | miniprogram | tmall | jd | douyin_shop | pos",
+    "store_id VARCHAR", "customer_ref VARCHAR -- the buyer identifier as the source gave it",
+    "customer_ref_type VARCHAR -- phone | member_id | wechat_openid | ...",
+    "placed_at TIMESTAMPTZ NOT NULL", "paid_at TIMESTAMPTZ",
+    "status VARCHAR -- paid | shipped | completed | refunded | cancelled",
+    "currency VARCHAR NOT NULL", f"gross_amount {MONEY}", f"discount_amount {MONEY}",
+    f"net_amount {MONEY}", "coupon_code VARCHAR", "payment_method VARCHAR",
+    "ship_province VARCHAR", "ship_city VARCHAR", "imported_at TIMESTAMPTZ",
+)
+ORDER_ITEMS = table(
+    "order_items", "Order lines.",
+    "order_id VARCHAR NOT NULL", "line_no INTEGER NOT NULL", "product_id VARCHAR",
+    "sku VARCHAR", "barcode VARCHAR", "quantity INTEGER NOT NULL",
+    f"unit_price {MONEY}", f"discount {MONEY}", f"amount {MONEY}", "currency VARCHAR",
+)
+PRODUCTS = table(
+    "products", "The product catalogue.",
+    "product_id VARCHAR NOT NULL", "sku VARCHAR", "barcode VARCHAR -- EAN-13",
+    "name VARCHAR", "brand VARCHAR", "category VARCHAR", "subcategory VARCHAR",
+    "product_line VARCHAR", f"price {MONEY}", f"cost {MONEY}", "currency VARCHAR",
+    "launch_date DATE", "is_consumable BOOLEAN", "updated_at TIMESTAMPTZ",
+)
+STORES = table(
+    "stores", "Offline stores.",
+    "store_id VARCHAR NOT NULL", "name VARCHAR", "province VARCHAR", "city VARCHAR",
+    "opened_on DATE", "closed_on DATE",
+)
+INVENTORY_MOVEMENTS = table(
+    "inventory_movements", "The stock ledger: every movement in or out of a location.",
+    "movement_id VARCHAR NOT NULL", "occurred_at TIMESTAMPTZ NOT NULL",
+    "location_id VARCHAR NOT NULL -- warehouse or store_id", "barcode VARCHAR",
+    "sku VARCHAR", "product_id VARCHAR",
+    "movement_type VARCHAR NOT NULL -- in | out | adjust | transfer",
+    "quantity INTEGER NOT NULL", "reason VARCHAR", "reference VARCHAR",
+    "source_id VARCHAR", "imported_at TIMESTAMPTZ",
+)
+STOCK_COUNTS = table(
+    "stock_counts", "Cycle counts: what was on the shelf against what the system said.",
+    "location_id VARCHAR NOT NULL", "barcode VARCHAR", "product_id VARCHAR",
+    "counted_at TIMESTAMPTZ NOT NULL", "counted_qty INTEGER", "system_qty INTEGER",
+)
+SURVEY_RESPONSES = table(
+    "survey_responses", "Survey answers, the 'small data' (income, job, stated preferences).",
+    "response_id VARCHAR NOT NULL", "survey_id VARCHAR", "respondent_ref VARCHAR",
+    "respondent_ref_type VARCHAR", "submitted_at TIMESTAMPTZ", "answers VARCHAR -- JSON",
+    "source_id VARCHAR", "imported_at TIMESTAMPTZ",
+)
+BENCHMARKS = table(
+    "benchmarks", "Competitor and industry series for horizontal comparison.",
+    "series VARCHAR NOT NULL -- e.g. industry_gmv_index, search_volume",
+    "subject VARCHAR -- our brand, a competitor, the industry",
+    "category VARCHAR", "day DATE NOT NULL", "value DOUBLE", "unit VARCHAR", "source_id VARCHAR",
+)
+SOURCE_RECORDS = table(
+    "source_records", "Imported CRM, social and lead rows with the identifiers they carry.",
+    "record_id VARCHAR NOT NULL", "source_id VARCHAR NOT NULL",
+    "kind VARCHAR NOT NULL -- member | follow | interaction | livestream_view | lead",
+    "occurred_at TIMESTAMPTZ", "identifiers VARCHAR -- JSON {id_type: value}",
+    "attributes VARCHAR -- JSON", "imported_at TIMESTAMPTZ",
+)
+AD_SPEND = table(
+    "ad_spend", "Advertising spend and platform-reported results by day, channel and campaign.",
+    "day DATE NOT NULL", "channel VARCHAR NOT NULL", "campaign_id VARCHAR",
+    "campaign_name VARCHAR", "currency VARCHAR NOT NULL", f"spend {MONEY}",
+    "impressions BIGINT", "clicks BIGINT", "conversions BIGINT",
+    f"conversion_value {MONEY}", "source_id VARCHAR",
+)
+SOURCES = table(
+    "sources", "Where data comes from; collector write keys are stored hashed.",
+    "source_id VARCHAR NOT NULL", "name VARCHAR NOT NULL",
+    "kind VARCHAR NOT NULL -- web | app | miniprogram | server | file",
+    "write_key_hash VARCHAR", "created_at TIMESTAMPTZ NOT NULL", "disabled_at TIMESTAMPTZ",
+)
+QUARANTINE = table(
+    "quarantine", "Rejected records, kept with the reason so nothing is silently dropped.",
+    "quarantine_id VARCHAR NOT NULL", "source_id VARCHAR", "kind VARCHAR",
+    "received_at TIMESTAMPTZ NOT NULL", "reason_code VARCHAR NOT NULL", "reason VARCHAR",
+    "field VARCHAR", "payload VARCHAR", "status VARCHAR -- open | retried | discarded",
+    "retried_at TIMESTAMPTZ",
+)
+
+# ---- identify and portray ----------------------------------------------------------
+
+IDENTITIES = table(
+    "identities", "Every known identifier and the person it currently resolves to.",
+    "id_type VARCHAR NOT NULL -- phone | email | member_id | wechat_openid | wechat_unionid | ...",
+    "id_value VARCHAR NOT NULL -- normalized (phone in E.164), hashed per the PII policy",
+    "person_id VARCHAR", "strength VARCHAR -- strong | weak",
+    "first_seen TIMESTAMPTZ", "last_seen TIMESTAMPTZ", "source_id VARCHAR",
+)
+IDENTITY_LINKS = table(
+    "identity_links", "Evidence that two identifiers belong to one person.",
+    "link_id VARCHAR NOT NULL", "left_type VARCHAR NOT NULL", "left_value VARCHAR NOT NULL",
+    "right_type VARCHAR NOT NULL", "right_value VARCHAR NOT NULL",
+    "rule VARCHAR NOT NULL -- which rule made the link", "evidence VARCHAR -- JSON",
+    "source_id VARCHAR", "observed_at TIMESTAMPTZ", "revoked_at TIMESTAMPTZ",
+)
+PERSONS = table(
+    "persons", "One row per resolved customer (OneID) and its merge history.",
+    "person_id VARCHAR NOT NULL", "status VARCHAR NOT NULL -- active | merged | deleted",
+    "merged_into VARCHAR", "created_at TIMESTAMPTZ NOT NULL", "updated_at TIMESTAMPTZ",
+)
+TRAITS = table(
+    "traits", "Portrait attributes per person, with validity for history.",
+    "person_id VARCHAR NOT NULL", "trait VARCHAR NOT NULL", "value VARCHAR",
+    "value_type VARCHAR -- string | number | date | boolean", "source VARCHAR",
+    "valid_from TIMESTAMPTZ NOT NULL", "valid_to TIMESTAMPTZ",
+)
+TAG_DEFINITIONS = table(
+    "tag_definitions", "Marketer-facing tags and the rules that compute them.",
+    "tag_id VARCHAR NOT NULL", "version INTEGER NOT NULL", "name_zh VARCHAR", "name_en VARCHAR",
+    "category VARCHAR -- base | marketing | intent | scenario | predictive",
+    "definition VARCHAR -- JSON", "created_at TIMESTAMPTZ", "created_by VARCHAR",
+)
+TAGS = table(
+    "tags", "Tags held by persons, with validity for history.",
+    "person_id VARCHAR NOT NULL", "tag_id VARCHAR NOT NULL", "tag_version INTEGER",
+    "value VARCHAR", "valid_from TIMESTAMPTZ NOT NULL", "valid_to TIMESTAMPTZ",
+)
+SCORES = table(
+    "scores", "Predictive scores per person and model version.",
+    "person_id VARCHAR NOT NULL", "model VARCHAR NOT NULL", "model_version VARCHAR",
+    "score DOUBLE", "computed_at TIMESTAMPTZ NOT NULL",
+)
+
+# ---- segment, activate, measure ------------------------------------------------------
+
+SEGMENTS = table(
+    "segments", "Audience definitions, versioned.",
+    "segment_id VARCHAR NOT NULL", "version INTEGER NOT NULL", "name VARCHAR",
+    "definition VARCHAR -- JSON rule tree", "created_at TIMESTAMPTZ", "created_by VARCHAR",
+)
+SEGMENT_MEMBERS = table(
+    "segment_members", "Dated membership snapshots of audiences.",
+    "segment_id VARCHAR NOT NULL", "person_id VARCHAR NOT NULL",
+    "snapshot_date DATE NOT NULL", "entered_at TIMESTAMPTZ",
+)
+CAMPAIGNS = table(
+    "campaigns", "Campaigns and journeys: audience x content x channel x schedule.",
+    "campaign_id VARCHAR NOT NULL", "name VARCHAR", "kind VARCHAR -- once | recurring | triggered | journey",
+    "segment_id VARCHAR", "channel VARCHAR", "definition VARCHAR -- JSON",
+    "holdout_ratio DOUBLE", "status VARCHAR", "created_at TIMESTAMPTZ", "created_by VARCHAR",
+)
+DELIVERIES = table(
+    "deliveries", "Every message scheduled or sent to a person.",
+    "delivery_id VARCHAR NOT NULL", "campaign_id VARCHAR", "person_id VARCHAR NOT NULL",
+    "channel VARCHAR NOT NULL", "step VARCHAR", "variant VARCHAR", "coupon_code VARCHAR",
+    "scheduled_at TIMESTAMPTZ", "sent_at TIMESTAMPTZ", "status VARCHAR", "content_hash VARCHAR",
+)
+MESSAGE_EVENTS = table(
+    "message_events", "What happened to a delivery: delivered, opened, clicked, converted ...",
+    "message_event_id VARCHAR NOT NULL", "delivery_id VARCHAR", "campaign_id VARCHAR",
+    "person_id VARCHAR", "event_type VARCHAR NOT NULL", "occurred_at TIMESTAMPTZ NOT NULL",
+    "properties VARCHAR -- JSON",
+)
+EXPERIMENTS = table(
+    "experiments", "Arm assignment for holdouts and A/B tests.",
+    "experiment_id VARCHAR NOT NULL", "campaign_id VARCHAR", "person_id VARCHAR NOT NULL",
+    "arm VARCHAR NOT NULL -- control | treatment | variant name", "assigned_at TIMESTAMPTZ",
+)
+
+# ---- consent and governance ----------------------------------------------------------
+
+CONSENTS = table(
+    "consents", "Consent per person, purpose and channel (PIPL-style), with history.",
+    "person_id VARCHAR NOT NULL", "purpose VARCHAR NOT NULL -- marketing | transactional | sensitive",
+    "channel VARCHAR", "status VARCHAR NOT NULL -- granted | withdrawn",
+    "recorded_at TIMESTAMPTZ NOT NULL", "source_id VARCHAR", "evidence VARCHAR",
+)
+SUPPRESSIONS = table(
+    "suppressions", "Identifiers that must never be contacted on a channel.",
+    "id_type VARCHAR NOT NULL", "id_value VARCHAR NOT NULL", "channel VARCHAR",
+    "reason VARCHAR", "created_at TIMESTAMPTZ NOT NULL", "expires_at TIMESTAMPTZ",
+)
+AUDIT_LOG = table(
+    "audit_log", "Every change made by a user or machine.",
+    "audit_id VARCHAR NOT NULL", "occurred_at TIMESTAMPTZ NOT NULL", "actor VARCHAR NOT NULL",
+    "action VARCHAR NOT NULL", "object_type VARCHAR", "object_id VARCHAR", "details VARCHAR -- JSON",
+)
+USERS = table(
+    "users", "Console users and their roles.",
+    "user_id VARCHAR NOT NULL", "username VARCHAR NOT NULL", "display_name VARCHAR",
+    "role VARCHAR NOT NULL -- admin | marketer | analyst | viewer", "password_hash VARCHAR",
+    "created_at TIMESTAMPTZ NOT NULL", "disabled_at TIMESTAMPTZ",
+)
+API_KEYS = table(
+    "api_keys", "Machine credentials, stored hashed, scoped to a role.",
+    "key_id VARCHAR NOT NULL", "name VARCHAR", "key_hash VARCHAR NOT NULL",
+    "role VARCHAR NOT NULL", "created_at TIMESTAMPTZ NOT NULL", "revoked_at TIMESTAMPTZ",
+    "last_used_at TIMESTAMPTZ",
+)
