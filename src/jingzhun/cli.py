@@ -20,7 +20,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from jingzhun.core import JingzhunError, WorkspaceConfig, current_language, init_workspace, open_workspace, t
+from jingzhun.core import (
+    JingzhunError,
+    WorkspaceConfig,
+    current_language,
+    init_workspace,
+    open_workspace,
+    t,
+)
 from jingzhun.core.workspace import WORKSPACE_ENV, Workspace
 from jingzhun.engine import open_engine
 from jingzhun.engine.dialects import parse_read_only

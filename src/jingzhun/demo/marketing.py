@@ -203,6 +203,32 @@ def age_band_index(ages: np.ndarray) -> np.ndarray:
     return np.searchsorted(uppers, ages, side="right")
 
 
+def choose(rng: np.random.Generator, options: np.ndarray, p: np.ndarray, n: int) -> np.ndarray:
+    return options[rng.choice(len(options), size=n, p=p / p.sum())]
+
+
+def end_sec(ctx: DemoContext) -> np.int64:
+    return day0(ctx.end) + SECONDS_PER_DAY - 1
+
+
+def first_contact_times(rng: np.random.Generator, ctx: DemoContext,
+                         person: np.ndarray) -> np.ndarray:
+    """Local seconds of a first social contact: soon after signup, inside the period.
+
+    Persons who signed up before the period contact the account uniformly within
+    it; the others within weeks of signing up (waking hours only).
+    """
+    signup = np.asarray(ctx.population["signup_date"], dtype="datetime64[D]")[person]
+    start = np.datetime64(ctx.start, "D")
+    days = span_days(ctx)
+    offset = (signup - start).astype(np.int64)
+    soon = offset + rng.exponential(30.0, len(person)).astype(np.int64)
+    uniform = rng.integers(0, days, len(person))
+    day = np.where((offset > 0) & (soon < days), soon, uniform)
+    clock = rng.integers(8 * 3600, 23 * 3600, len(person))
+    return day0(ctx.start) + day * SECONDS_PER_DAY + clock
+
+
 # ---------------------------------------------------------------- columns
 
 

@@ -183,6 +183,7 @@ class Engine(ABC):
             raise
         self._commit()
 
+    @abstractmethod
     def close(self) -> None:
         """Release the connection or session."""
 
@@ -238,12 +239,12 @@ class Engine(ABC):
     def _drop_table(self, name: str) -> None:
         """Remove table `name` (it exists)."""
 
-    # Called only when SUPPORTS_TRANSACTIONS is true.
+    # Called only when SUPPORTS_TRANSACTIONS is true; such a backend overrides all three.
     def _begin(self) -> None:
-        """Start a transaction."""
+        raise EngineError(f"engine {self.NAME!r} has no transactions.", fix="check SUPPORTS_TRANSACTIONS first")
 
     def _commit(self) -> None:
-        """Commit the open transaction."""
+        raise EngineError(f"engine {self.NAME!r} has no transactions.", fix="check SUPPORTS_TRANSACTIONS first")
 
     def _rollback(self) -> None:
-        """Roll back the open transaction."""
+        raise EngineError(f"engine {self.NAME!r} has no transactions.", fix="check SUPPORTS_TRANSACTIONS first")

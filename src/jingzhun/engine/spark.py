@@ -120,6 +120,11 @@ class SparkEngine(Engine):
 
     # ---- hooks ------------------------------------------------------------------
 
+    def close(self) -> None:
+        """Forget this warehouse's views; the session may be shared, so it stays up."""
+        for name in self._list_tables():
+            self.spark.catalog.dropTempView(name)
+
     def _run(self, sql: str) -> pa.Table | None:
         frame = self.spark.sql(sql)
         if not frame.columns:
