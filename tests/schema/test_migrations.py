@@ -66,3 +66,12 @@ def test_money_is_decimal_and_time_is_utc() -> None:
                 assert column.type.startswith("DECIMAL"), f"{definition.name}.{column.name}"
             if column.name.endswith("_at"):
                 assert column.type == "TIMESTAMPTZ", f"{definition.name}.{column.name}"
+
+
+def test_data_model_doc_matches_the_schema() -> None:
+    from pathlib import Path
+
+    from jingzhun.schema.reference import schema_reference_markdown
+
+    doc = (Path(__file__).parents[2] / "docs" / "data-model.md").read_text(encoding="utf-8")
+    assert schema_reference_markdown() in doc, "regenerate docs/data-model.md from schema_reference_markdown()"

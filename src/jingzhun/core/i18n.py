@@ -50,9 +50,12 @@ MESSAGES: dict[str, dict[str, str]] = {
 }
 
 
-def current_language(preferred: str | None = None) -> str:
-    """The language to speak: explicit choice, then JINGZHUN_LANG, then Chinese."""
-    language = (preferred or os.environ.get("JINGZHUN_LANG") or "zh").lower()
+def current_language(workspace_default: str | None = None) -> str:
+    """The language to speak: the user's JINGZHUN_LANG, then the workspace's, then Chinese.
+
+    A person's own setting wins over the team's workspace default.
+    """
+    language = (os.environ.get("JINGZHUN_LANG") or workspace_default or "zh").lower()
     return "en" if language.startswith("en") else "zh"
 
 

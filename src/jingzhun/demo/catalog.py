@@ -189,10 +189,11 @@ def _sku_columns(rng: np.random.Generator, cols: dict, variant: np.ndarray,
 
 
 def spike_date(start: date, end: date) -> date:
-    """The livestream day: ~45% into the period, moved off any holiday window (±10 days)."""
+    """The livestream day: ~45% into the period, moved off holiday windows (±10 days)
+    and off the monthly member day (24th-26th) so no other pattern overlaps it."""
     day = start + timedelta(days=int((end - start).days * 0.45))
     holidays = holiday_dates(start, end)
-    while any(abs((day - h).days) <= 10 for h in holidays):
+    while any(abs((day - h).days) <= 10 for h in holidays) or 24 <= day.day <= 26:
         day += timedelta(days=1)
     return day
 

@@ -229,6 +229,29 @@ def first_contact_times(rng: np.random.Generator, ctx: DemoContext,
     return day0(ctx.start) + day * SECONDS_PER_DAY + clock
 
 
+def promo_curve(ctx: DemoContext) -> np.ndarray:
+    """Daily marketing intensity (1 = ordinary day) from the shopping calendar.
+
+    双11 ramps up from 20 October (x2.5 on the day), 618 from 1 June (x2), 女王节
+    from 1 March (x1.4); the Spring Festival week dips to x0.6. Ad budgets, the
+    industry index and search volumes all follow it, so the market moves together.
+    """
+    from jingzhun.demo.calendar import holidays
+
+    days = np.arange(span_days(ctx))
+    curve = np.ones(len(days))
+    shapes = {"double_11": (22, 1.5), "618": (17, 1.0), "womens_day": (7, 0.4)}
+    for name, day in holidays(ctx.start, ctx.end):  # a few dates, not rows
+        offset = days - (day - ctx.start).days
+        if name in shapes:
+            lead, peak = shapes[name]
+            ramp = np.clip((offset + lead) / lead, 0, 1) * (offset <= 0)
+            curve += peak * ramp**2 + 0.3 * peak * ((offset > 0) & (offset <= 2))
+        else:
+            curve -= 0.4 * (np.abs(offset) <= 4)
+    return curve
+
+
 # ---------------------------------------------------------------- columns
 
 
@@ -297,6 +320,13 @@ def weighted_sample(rng: np.random.Generator, weights: np.ndarray, k: int) -> np
     keys = np.log(rng.random(len(positive))) / w[positive]
     top = np.argpartition(-keys, k - 1)[:k]
     return np.sort(positive[top])
+
+
+def top_k(rng: np.random.Generator, weights: np.ndarray, k: int) -> np.ndarray:
+    """Per row, k distinct column indices drawn proportionally to weight (Gumbel keys)."""
+    with np.errstate(divide="ignore"):
+        keys = np.log(rng.random(weights.shape)) / weights
+    return np.argsort(-keys, axis=1)[:, :k]
 
 
 def sample_by_band(rng: np.random.Generator, candidates: np.ndarray, band: np.ndarray,

@@ -28,6 +28,7 @@ class ProductSampler:
         category = np.asarray(catalog["category"])
         self.cat_code = np.array([CATEGORIES.index(c) for c in category], dtype=np.int8)
         ref_day = np.datetime64(ref or date(2024, 11, 1), "D")
+        self.ref_day = ref_day
         self.young = (ref_day - pop["birth_date"]).astype(int) < YOUNG_AGE * 365.25
         aov = pop["aov_multiplier"]
         self.tier = np.where(aov < 0.75, 0, np.where(aov > 1.4, 2, 1)).astype(np.int8)
@@ -79,5 +80,5 @@ class ProductSampler:
         """n SKUs of one subcategory by popularity (launched before the period)."""
         sub = np.asarray(self.catalog["subcategory"]) == subcategory
         w = np.asarray(self.catalog["popularity"], dtype=float) * sub * (
-            self.launch < np.datetime64("2024-11-01"))
+            self.launch < self.ref_day)
         return rng.choice(self.catalog.size, size=n, p=w / w.sum()).astype(np.int32)

@@ -106,7 +106,7 @@ def sessions_of(ctx: DemoContext) -> Sessions:
 def simulate_sessions(ctx: DemoContext) -> Sessions:
     """Normal, sign-up and livestream-spike sessions, concatenated and time-sorted."""
     pop = ctx.population
-    sampler = ProductSampler(ctx.catalog, pop)
+    sampler = ProductSampler(ctx.catalog, pop, ctx.start)
     normal = _normal_sessions(ctx, sampler)
     signup = _signup_sessions(ctx, sampler)
     parts = [normal, signup]
@@ -209,6 +209,8 @@ def _channels(rng: np.random.Generator, pop: Population, persona: np.ndarray,
     use = np.ones((len(person), len(CHANNELS)))
     for k, col in enumerate(("uses_web", "uses_app", "uses_miniprogram", "shops_offline")):
         use[:, k] = pop[col][person]
+    # Douyin shop buyers need a Douyin account.
+    use[:, CHANNELS.index("douyin_shop")] = np.asarray(pop["douyin_user_id"].is_valid())[person]
     return choice_per_row(rng, CHANNEL_WEIGHTS[persona] * use).astype(np.int8)
 
 
@@ -249,7 +251,7 @@ def _signup_sessions(ctx: DemoContext, sampler: ProductSampler) -> Sessions:
     pop = ctx.population
     channel = signup_channels(ctx)
     first = (pop["signup_date"] - np.datetime64(ctx.start, "D")).astype(np.int64)
-    person = np.flatnonzero((first >= 0) & (channel < DIGITAL))
+    person = np.flatnonzero((first >= 0) & (channel >= 0) & (channel < DIGITAL))
     persona = persona_codes(pop)[person]
     category = choice_per_row(rng, CATEGORY_MIX[persona]).astype(np.int8)
     day = first[person]

@@ -24,8 +24,11 @@ from jingzhun.demo.marketing import (
     age_band_index,
     ages_at,
     arrow,
+    choose,
     day0,
     emit,
+    end_sec,
+    first_contact_times,
     fmt_time,
     gather,
     notnull,
@@ -33,6 +36,7 @@ from jingzhun.demo.marketing import (
     sample_by_band,
     set_rows,
     span_days,
+    top_k,
     write_truth_table,
 )
 from jingzhun.demo.vectors import URLSAFE, concat, digit_strings, random_strings
@@ -382,3 +386,204 @@ def _nicknames(rng: np.random.Generator, n: int) -> pa.Array:
     tail = pc.if_else(pa.array(rng.random(n) < 0.4),
                       pc.cast(pa.array(rng.integers(1, 1000, n)), pa.string()), "")
     return pc.if_else(pa.array(rng.random(n) < 0.33), default, concat(a, b, tail))
+
+
+# ---------------------------------------------------------------- livestream
+
+BUYER_AGE_SHARES = np.array([0.30, 0.34, 0.14, 0.08, 0.10, 0.04])  # 30-39: 22%, <30: 64%
+LINE_BUYER_RATE = 0.01  # planted livestream buyers of the line per person (at least 150)
+LIVE_WEEKDAYS = (1, 3, 5, 6)  # Tue, Thu, Sat, Sun (Monday = 0)
+LINE_WEEKDAY = 3  # Thursday sessions feature the fans line
+FEATURED = 12  # products on the shelf (小黄车) of each session
+LINE_SLOTS = 6  # of which line products in a line session
+SESSION_SECONDS = 3 * 3600
+LIVE_ORDER_RATE = {"member": 0.07, "stranger": 0.03}  # per row with at least one click
+STRANGER_SHARE = 0.25  # extra rows from viewers who are not our customers
+SPIKE_AUDIENCE_WEIGHT = 25.0  # the spike-day session draws this many times the audience
+
+
+@dataclass
+class Sessions:
+    """Live sessions: room ids, start seconds, flags and the featured product matrix."""
+
+    ids: pa.Array
+    start: np.ndarray
+    is_line: np.ndarray
+    weight: np.ndarray
+    featured: np.ndarray  # (sessions, FEATURED) product index
+
+
+@dataclass
+class Products:
+    """Product-level (SPU) view of the catalogue."""
+
+    ids: np.ndarray
+    is_line: np.ndarray
+    category: np.ndarray
+    is_spike: np.ndarray
+
+
+def write_livestream(ctx: DemoContext, band: np.ndarray) -> SourceResult:
+    """抖音直播 audience export: who entered which session, clicks and orders."""
+    rng = ctx.rng("social.livestream")
+    products = _products(ctx)
+    sessions = _sessions(rng, ctx, products)
+    viewers = _viewer_rows(rng, ctx, sessions, products)
+    buyers = _line_buyer_rows(rng, ctx, band, sessions)
+    rows = {k: np.concatenate([viewers[k], buyers[k]]) for k in viewers}
+    table, bad = _livestream_table(rng, ctx, rows, sessions, products)
+    file = emit(ctx, "livestream_views", "social/livestream_views.csv", table, bad,
+                "Douyin livestream audience export (per viewer entry), Chinese headers")
+    spike = np.flatnonzero(sessions.weight == SPIKE_AUDIENCE_WEIGHT)
+    truth = {
+        "sessions": int(len(sessions.start)), "weekdays": list(LIVE_WEEKDAYS),
+        "line_session_weekday": LINE_WEEKDAY, "featured_per_session": FEATURED,
+        "order_rate_per_clicking_row": LIVE_ORDER_RATE, "stranger_share": STRANGER_SHARE,
+        "spike_session": _spike_truth(ctx, sessions, spike),
+        "line_buyers": {
+            "buyer_age_shares": BUYER_AGE_SHARES.tolist(), "line_buyers": int(len(buyers["person"])),
+            "buyer_share_30_39": _share_30_39(band[buyers["person"]]),
+            "buyers_are": "livestream_views rows whose 下单商品 is a product of the line "
+                          "(only planted buyers order line products there)",
+        },
+    }
+    return SourceResult(files=[file], truth=truth)
+
+
+def _spike_truth(ctx: DemoContext, sessions: Sessions, spike: np.ndarray) -> dict | None:
+    if not len(spike):
+        return None
+    i = int(spike[0])
+    day = (sessions.start[i] - day0(ctx.start)) // SECONDS_PER_DAY
+    return {"room_id": sessions.ids[i].as_py(), "day_index": int(day),
+            "audience_weight": SPIKE_AUDIENCE_WEIGHT,
+            "featured_first": "the catalogue's spike item (is_spike)"}
+
+
+def _products(ctx: DemoContext) -> Products:
+    pid = np.asarray(ctx.catalog["product_id"], dtype=object)
+    ids, first = np.unique(pid, return_index=True)
+    lines = np.asarray(ctx.catalog["product_line"], dtype=object)[first]
+    spike = ctx.catalog.columns.get("is_spike")
+    spike = np.zeros(len(pid), dtype=bool) if spike is None else np.asarray(spike, dtype=bool)
+    return Products(ids=ids, is_line=lines == fans_line(ctx),
+                    category=np.asarray(ctx.catalog["category"], dtype=object)[first],
+                    is_spike=spike[first])
+
+
+def _sessions(rng: np.random.Generator, ctx: DemoContext, products: Products) -> Sessions:
+    """Evening sessions on LIVE_WEEKDAYS (plus the spike day), shelves drawn per session."""
+    days = np.arange(span_days(ctx))
+    weekday = (days + ctx.start.weekday()) % 7
+    spike_day = _spike_day(ctx)
+    live = np.isin(weekday, LIVE_WEEKDAYS) | (days == spike_day)
+    days, weekday = days[live], weekday[live]
+    start = day0(ctx.start) + days * SECONDS_PER_DAY + np.where(weekday >= 5, 20, 19) * 3600
+    is_line = weekday == LINE_WEEKDAY
+    is_spike = days == spike_day
+    weight = np.where(is_spike, SPIKE_AUDIENCE_WEIGHT, np.where(weekday >= 5, 1.3, 1.0))
+    cat_w = {"apparel": 2.0, "cosmetics": 2.0, "beauty_tools": 1.0, "home": 0.5}
+    base = np.array([cat_w.get(c, 1.0) for c in products.category]) * ~products.is_line
+    featured = top_k(rng, np.tile(base, (len(days), 1)), FEATURED)
+    line_idx = np.flatnonzero(products.is_line)
+    k = min(LINE_SLOTS, len(line_idx))
+    if k:
+        picks = top_k(rng, np.ones((int(is_line.sum()), len(line_idx))), k)
+        featured[np.flatnonzero(is_line)[:, None], np.arange(k)] = line_idx[picks]
+    if products.is_spike.any():
+        featured[is_spike, 0] = np.flatnonzero(products.is_spike)[0]
+    ids = 7_200_000_000_000_000_000 + np.cumsum(rng.integers(10**12, 10**13, len(days)))
+    return Sessions(ids=pc.cast(pa.array(ids), pa.string()), start=start, is_line=is_line,
+                    weight=weight, featured=featured)
+
+
+def _spike_day(ctx: DemoContext) -> int:
+    """Day index of part A's livestream spike (catalog.spike_date), or -1 without one."""
+    try:
+        from jingzhun.demo.catalog import spike_date
+    except ImportError:
+        return -1
+    return (spike_date(ctx.start, ctx.end) - ctx.start).days
+
+
+def _viewer_rows(rng: np.random.Generator, ctx: DemoContext, sessions: Sessions,
+                 products: Products) -> dict[str, np.ndarray]:
+    """Ordinary viewers (customers and strangers): entries, clicks and non-line orders."""
+    pop = ctx.population
+    has = np.flatnonzero(notnull(pop["douyin_user_id"]))
+    fashion = np.asarray(pop["persona"], dtype=object)[has] == "fashion_trendsetter"
+    p = np.clip(0.25 * np.asarray(pop["activity"], dtype=float)[has] * (1 + fashion), 0, 0.95)
+    viewers = has[rng.random(len(has)) < p]
+    person = np.repeat(viewers, 1 + rng.poisson(1.5, len(viewers)))
+    person = np.concatenate([person, np.full(round(STRANGER_SHARE * len(person)), -1)])
+    n = len(person)
+    session = rng.choice(len(sessions.start), n, p=sessions.weight / sessions.weight.sum())
+    slots = np.argsort(rng.random((n, FEATURED)), axis=1)[:, :3]  # distinct products
+    clicks = sessions.featured[session[:, None], slots]
+    k = np.minimum(rng.poisson(0.9, n), 3)
+    clicks = np.where(np.arange(3)[None, :] < k[:, None], clicks, -1)
+    rate = np.where(person >= 0, LIVE_ORDER_RATE["member"], LIVE_ORDER_RATE["stranger"])
+    ordered = (k > 0) & (rng.random(n) < rate) & ~products.is_line[clicks[:, 0]]
+    return {"person": person, "session": session, "clicks": clicks, "ordered": ordered}
+
+
+def _line_buyer_rows(rng: np.random.Generator, ctx: DemoContext, band: np.ndarray,
+                     sessions: Sessions) -> dict[str, np.ndarray]:
+    """Planted buyers of the fans line, young per BUYER_AGE_SHARES, in line sessions."""
+    has = np.flatnonzero(notnull(ctx.population["douyin_user_id"]))
+    want = max(150, round(LINE_BUYER_RATE * ctx.population.size))
+    line_sessions = np.flatnonzero(sessions.is_line)
+    if not len(line_sessions):
+        want = 0
+    person = sample_by_band(rng, has, band, BUYER_AGE_SHARES, want)
+    n = len(person)
+    session = line_sessions[rng.integers(0, max(len(line_sessions), 1), n)] if n else person
+    others = LINE_SLOTS + np.argsort(rng.random((n, FEATURED - LINE_SLOTS)), axis=1)[:, :2]
+    slots = np.column_stack([rng.integers(0, LINE_SLOTS, n), others])
+    clicks = sessions.featured[session[:, None], slots]
+    clicks[:, 1:] = np.where(rng.random((n, 2)) < 0.4, clicks[:, 1:], -1)
+    return {"person": person, "session": session, "clicks": clicks,
+            "ordered": np.ones(n, dtype=bool)}
+
+
+def _livestream_table(rng: np.random.Generator, ctx: DemoContext, rows: dict[str, np.ndarray],
+                      sessions: Sessions, products: Products) -> tuple[pa.Table, int]:
+    n = len(rows["person"])
+    begin = sessions.start[rows["session"]]
+    enter = begin + np.minimum(rng.exponential(50 * 60, n), SESSION_SECONDS - 120).astype(np.int64)
+    stay = (30 + rng.exponential(9 * 60, n)).astype(np.int64)
+    leave = np.minimum(enter + stay, begin + SESSION_SECONDS)
+    fmt = "%Y-%m-%d %H:%M:%S"
+    pids = pa.array(products.ids)
+    clicked = [pc.if_else(pa.array(rows["clicks"][:, j] >= 0),
+                          concat(";", gather(pids, np.maximum(rows["clicks"][:, j], 0))), "")
+               for j in range(3)]
+    clicked_text = pc.utf8_ltrim(concat(*clicked), characters=";")
+    bad = pick_malformed(rng, n, MALFORMED_RATE)
+    swap = np.zeros(n, dtype=bool)
+    swap[bad[len(bad) // 2:]] = True
+    table = pa.table({
+        "直播场次ID": gather(sessions.ids, rows["session"]), "直播开始时间": fmt_time(begin, fmt),
+        "用户ID": set_rows(_douyin_uids(rng, ctx, rows["person"]), bad[: len(bad) // 2], None),
+        "进入时间": fmt_time(np.where(swap, leave, enter), fmt),
+        "离开时间": fmt_time(np.where(swap, enter, leave), fmt),
+        "点击商品": pc.if_else(pc.equal(clicked_text, ""), pa.scalar(None, pa.string()),
+                           clicked_text),
+        "是否下单": pa.array(np.where(rows["ordered"], "是", "否")),
+        "下单商品": pc.if_else(pa.array(rows["ordered"]),
+                           gather(pids, np.maximum(rows["clicks"][:, 0], 0)),
+                           pa.scalar(None, pa.string())),
+    })
+    return table.take(pa.array(np.lexsort((enter, rows["session"])))), len(bad)
+
+
+def _douyin_uids(rng: np.random.Generator, ctx: DemoContext, person: np.ndarray) -> pa.Array:
+    """Customers' Douyin ids; strangers (-1) get fresh ids that match no customer."""
+    known = pc.cast(arrow(ctx.population["douyin_user_id"]).drop_null(), pa.int64()).to_numpy()
+    fresh = rng.integers(10**10, 10**11, len(person))
+    clash = np.isin(fresh, known)
+    while clash.any():  # a handful of redraws at most
+        fresh[clash] = rng.integers(10**10, 10**11, int(clash.sum()))
+        clash = np.isin(fresh, known)
+    ours = gather(ctx.population["douyin_user_id"], np.maximum(person, 0))
+    return pc.if_else(pa.array(person >= 0), ours, pc.cast(pa.array(fresh), pa.string()))

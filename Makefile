@@ -1,0 +1,57 @@
+# The two commands that set everything up on a fresh machine:
+#   make demo   — venv, install, generate a demo workspace, run the pipeline, show what was produced
+#   make test   — venv, install what the tests need (Python extras, Java for Spark), run pytest
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= demo-workspace
+DEMO_PERSONS ?= 20000
+DEMO_SEED ?= 42
+
+.PHONY: demo test test-fast lint bench venv java clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-base: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed-base
+
+venv: $(VENV)/.installed-base
+
+# Spark needs a Java runtime (17+); install Debian's when the machine has none.
+java:
+	@if ! command -v java >/dev/null 2>&1; then \
+		echo "Java not found: installing openjdk-17-jre-headless (needed by the Spark engine tests)"; \
+		(apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless) || \
+		{ echo "Could not install Java. Install a Java 17+ runtime, then rerun make test."; exit 1; }; \
+	fi
+	@java -version 2>&1 | head -n 1
+
+demo: $(VENV)/.installed-base
+	$(BIN)/jingzhun demo generate $(DEMO_DIR) --persons $(DEMO_PERSONS) --seed $(DEMO_SEED)
+	$(BIN)/jingzhun pipeline --workspace $(DEMO_DIR)
+	@echo
+	@echo "Demo workspace ready: $(DEMO_DIR)/  (source files in $(DEMO_DIR)/data, database $(DEMO_DIR)/warehouse.duckdb)"
+	@echo "Try: $(BIN)/jingzhun sql \"SELECT table_name FROM information_schema.tables\" --workspace $(DEMO_DIR)"
+
+test: $(VENV)/.installed-dev java
+	$(BIN)/python -m pytest -m "spark or not spark" -p no:cacheprovider
+
+test-fast: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -m "not spark"
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests benchmarks
+
+bench: $(VENV)/.installed-base
+	$(BIN)/python benchmarks/generate_demo.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
