@@ -72,3 +72,13 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
 def workspace(tmp_path: Path) -> Workspace:
     """A fresh workspace on disk."""
     return init_workspace(tmp_path / "ws", WorkspaceConfig(name="测试品牌"))
+
+
+@pytest.fixture
+def both_engines(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Engine, Engine]]:
+    """DuckDB and Spark side by side, for parity tests (mark the test `spark`)."""
+    duck = make_engine("duckdb", tmp_path / "duckdb", request)
+    spark = make_engine("spark", tmp_path / "spark", request)
+    yield duck, spark
+    duck.close()
+    spark.close()

@@ -13,11 +13,82 @@ from __future__ import annotations
 
 import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.spark import Spark
 from sqlglot.errors import ErrorLevel, ParseError, UnsupportedError
 
 from jingzhun.core.errors import EngineError, UnsupportedOnEngine
 
 AUTHORING_DIALECT = "duckdb"
+
+_SECONDS_PER = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600}
+
+
+def _paren(sql: str) -> str:
+    return f"({sql})"
+
+
+def _day_of_week(gen: Spark.Generator, node: exp.DayOfWeek) -> str:
+    # DuckDB: Sunday = 0 … Saturday = 6. Spark's DAYOFWEEK: Sunday = 1 … Saturday = 7.
+    return _paren(f"DAYOFWEEK({gen.sql(node, 'this')}) - 1")
+
+
+def _iso_day_of_week(gen: Spark.Generator, node: exp.DayOfWeekIso) -> str:
+    # ISO: Monday = 1 … Sunday = 7. sqlglot's stock rendering gives Monday = 3.
+    return _paren(f"((DAYOFWEEK({gen.sql(node, 'this')}) + 5) % 7) + 1")
+
+
+def _epoch_seconds(gen: Spark.Generator, node: exp.TimeToUnix) -> str:
+    # DuckDB's EPOCH keeps fractions of a second; Spark's UNIX_TIMESTAMP drops them.
+    return _paren(f"UNIX_MICROS({gen.sql(node, 'this')}) / 1000000.0")
+
+
+def _boundary_date_diff(gen: Spark.Generator, node: exp.DateDiff) -> str:
+    """DuckDB's DATE_DIFF counts unit boundaries crossed; Spark's counts whole units
+    elapsed (DATE_DIFF('day', 23:00, 01:00 next day) is 1 in DuckDB, 0 in Spark)."""
+    unit = (node.text("unit") or "DAY").upper()
+    end, start = gen.sql(node, "this"), gen.sql(node, "expression")
+    if unit in _SECONDS_PER:
+        size = _SECONDS_PER[unit]
+        return _paren(f"FLOOR(UNIX_SECONDS({end}) / {size}) - FLOOR(UNIX_SECONDS({start}) / {size})")
+    days = f"DATEDIFF(CAST({end} AS DATE), CAST({start} AS DATE))"
+    if unit == "DAY":
+        return days
+    if unit == "WEEK":  # DuckDB: day boundaries crossed, divided by 7, truncated toward zero
+        return _paren(f"{days} DIV 7")
+    per_year = {"MONTH": ("MONTH", 12), "QUARTER": ("QUARTER", 4), "YEAR": (None, 1)}.get(unit)
+    if per_year is None:
+        gen.unsupported(f"DATE_DIFF with unit {unit} has no boundary-counting equivalent on Spark")
+        return f"DATEDIFF({unit}, {start}, {end})"
+    part, count = per_year
+    def index(value: str) -> str:
+        return f"YEAR({value}) * {count} + {part}({value})" if part else f"YEAR({value})"
+    return _paren(f"({index(end)}) - ({index(start)})")
+
+
+class PortableSpark(Spark):
+    """Spark SQL, with renderings fixed where sqlglot's stock ones change a result.
+
+    Each fix below was found by the parity harness: the stock rendering runs on
+    Spark but returns a different value than DuckDB for the same data.
+    """
+
+    class Generator(Spark.Generator):
+        TRANSFORMS = {
+            **Spark.Generator.TRANSFORMS,
+            exp.DayOfWeek: _day_of_week,
+            exp.DayOfWeekIso: _iso_day_of_week,
+            exp.TimeToUnix: _epoch_seconds,
+            exp.DateDiff: _boundary_date_diff,
+            exp.Dayname: lambda gen, node: f"DATE_FORMAT({gen.sql(node, 'this')}, 'EEEE')",
+            exp.Monthname: lambda gen, node: f"DATE_FORMAT({gen.sql(node, 'this')}, 'MMMM')",
+            exp.PercentileCont: lambda gen, node: (
+                f"PERCENTILE({gen.sql(node, 'this')}, {gen.sql(node, 'expression')})"
+            ),
+        }
+
+
+# How each engine's dialect name is rendered: our portable variants where we have them.
+RENDER_DIALECTS: dict[str, str | type[sqlglot.Dialect]] = {"duckdb": "duckdb", "spark": PortableSpark}
 
 
 def parse_sql(sql: str) -> exp.Expression:
@@ -57,7 +128,8 @@ def render(expression: exp.Expression, dialect: str, engine_name: str | None = N
         "SELECT GET_JSON_OBJECT(properties, '$.sku') AS sku FROM events"
     """
     try:
-        return expression.sql(dialect=dialect, unsupported_level=ErrorLevel.RAISE)
+        target = RENDER_DIALECTS.get(dialect, dialect)
+        return expression.sql(dialect=target, unsupported_level=ErrorLevel.RAISE)
     except UnsupportedError as unsupported:
         name = engine_name or dialect
         raise UnsupportedOnEngine(

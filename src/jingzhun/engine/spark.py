@@ -58,6 +58,9 @@ def build_spark_session(master: str, app_name: str, conf: dict[str, str]) -> Spa
     import_pyspark()
     from pyspark.sql import SparkSession
 
+    # PySpark logs every failed query's JVM stack as JSON; we raise EngineError with
+    # the first line and the SQL instead, so keep that logger quiet.
+    logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
     builder = SparkSession.builder.master(master).appName(app_name)
     settings = {"spark.sql.session.timeZone": "UTC", "spark.ui.showConsoleProgress": "false"}
     settings.update(conf)
