@@ -90,3 +90,14 @@ def test_bad_config_is_one_clear_message(initialized: Path) -> None:
         assert done.returncode == 2
         assert "currency" in done.stderr and words in done.stderr
         assert "Traceback" not in done.stderr
+
+
+@pytest.mark.spark
+def test_pipeline_runs_on_spark_from_the_command_line(initialized: Path) -> None:
+    config = initialized / "jingzhun.yaml"
+    config.write_text(config.read_text(encoding="utf-8").replace("master: local[*]", "master: local[1]"),
+                      encoding="utf-8")
+    done = run("pipeline", "--workspace", str(initialized), "--engine", "spark")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Pipeline finished" in done.stdout
+    assert (initialized / "spark-warehouse" / "events" / "_current").is_file()

@@ -170,6 +170,9 @@ def demo_generate(
     """Generate a Chinese omnichannel retailer's source files. 生成演示零售数据。"""
     from jingzhun.demo import generate_demo
 
+    first_day, last_day = _day(start, "--start"), _day(end, "--end")
+    if last_day <= first_day:
+        raise typer.BadParameter("must be after --start / 必须晚于 --start", param_hint="--end")
     try:
         opened = open_workspace(directory)
     except JingzhunError:
@@ -186,8 +189,8 @@ def demo_generate(
                 tasks[step] = progress.add_task(step, total=total)
             progress.update(tasks[step], completed=done, total=total)
 
-        summary = generate_demo(opened.root, persons=persons, seed=seed, start=date.fromisoformat(start),
-                                end=date.fromisoformat(end), progress=report)
+        summary = generate_demo(opened.root, persons=persons, seed=seed, start=first_day,
+                                end=last_day, progress=report)
     listing = Table(t("table.source", language), t("table.file", language), t("table.rows", language),
                     t("table.malformed", language))
     for file in summary.files:
@@ -195,6 +198,14 @@ def demo_generate(
                         f"{file.malformed_rows:,}")
     console.print(listing)
     console.print(t("demo.done", language, path=opened.root, seconds=summary.seconds))
+
+
+def _day(text: str, option: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a date; use YYYY-MM-DD / 请使用 YYYY-MM-DD 格式",
+                                 param_hint=option) from None
 
 
 def _progress() -> Progress:

@@ -1,0 +1,159 @@
+"""Render events as Segment-spec JSON lines, one file per channel and month.
+
+The numpy event arrays are turned into one Arrow table per file (identifiers and
+product fields gathered with `take`), and DuckDB renders the JSON with
+`json_object`; `json_merge_patch('{}', …)` drops absent properties the way the
+SDKs omit them. Rows are a pure projection (no joins), so output order — sorted
+by receivedAt, as a collector writes its log — is kept.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from jingzhun.demo.behaviour import CLOCK_SKEW_SHARE, K, Events, Visits
+from jingzhun.demo.catalog import SUBCATEGORIES
+from jingzhun.demo.commerce import order_ids
+from jingzhun.demo.context import DemoContext, DemoFile
+from jingzhun.demo.events_context import VisitContext, visit_context
+from jingzhun.demo.events_sql import EVENT_SQL
+from jingzhun.demo.orders import COUPONS, applied_coupons, orders_of
+from jingzhun.demo.sessions import CHANNELS, sessions_of
+from jingzhun.demo.spike import spike_info
+from jingzhun.demo.vectors import take, uuid4_strings, where
+from jingzhun.demo.writers import duck, write_lines
+
+
+def write_event_files(ctx: DemoContext, visits: Visits, events: Events) -> list[DemoFile]:
+    """Sort events by (channel, month, receivedAt) and write each contiguous block."""
+    sess = sessions_of(ctx)
+    rng = ctx.rng("events.delivery")
+    channel = sess.channel[visits.index][events.visit]
+    sent, recv, orig = _delivery_times(rng, events, channel, visits)
+    month = recv.astype("datetime64[ms]").astype("datetime64[M]")
+    order = np.lexsort((recv, month, channel))
+    vctx = visit_context(ctx, visits)
+    shared = _shared_columns(ctx, visits)
+    files: list[DemoFile] = []
+    key = channel[order].astype(np.int64) * 100_000 + month[order].astype(np.int64)
+    bounds = np.flatnonzero(np.r_[True, key[1:] != key[:-1], True])
+    con = duck()
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        rows = order[lo:hi]
+        ch = int(channel[rows[0]])
+        times = (events.utc_ms[rows], orig[rows], sent[rows], recv[rows])
+        table = _chunk_table(ctx, events, rows, vctx, shared, times)
+        label = str(month[rows[0]])
+        path = ctx.data_dir / "events" / CHANNELS[ch] / f"events-{label}.jsonl"
+        con.register("ev", table)
+        write_lines(path, con.sql(EVENT_SQL[CHANNELS[ch]]).to_arrow_table().column("line"))
+        con.unregister("ev")
+        files.append(DemoFile(f"{CHANNELS[ch]}_events", path, len(rows),
+                              int(events.malformed[rows].sum()),
+                              description=f"Segment-spec tracking events ({CHANNELS[ch]})"))
+        ctx.report("events.write", int(hi), len(order))
+    return files
+
+
+def _delivery_times(rng: np.random.Generator, events: Events, channel: np.ndarray,
+                    visits: Visits) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """sentAt (batched flush), receivedAt (network) and originalTimestamp (device clock).
+
+    A few app visits come from devices whose clock is off by minutes to hours: their
+    originalTimestamp and sentAt are shifted, `timestamp` (corrected) is the truth.
+    """
+    n = len(events.kind)
+    sent = events.utc_ms + rng.integers(200, 30_000, n)
+    recv = sent + rng.integers(30, 800, n)
+    skewed = (rng.random(len(visits.index)) < CLOCK_SKEW_SHARE)[events.visit] & (channel == 1)
+    skew = np.where(skewed, rng.choice([-1, 1], n) * rng.integers(300_000, 3 * 3_600_000, n), 0)
+    skew = skew[_first_of_visit(events.visit)]  # one skew per visit
+    return sent + skew, recv, events.utc_ms + skew
+
+
+def _first_of_visit(visit: np.ndarray) -> np.ndarray:
+    """Index of each event's visit's first event."""
+    first = np.r_[True, visit[1:] != visit[:-1]]
+    return np.maximum.accumulate(np.where(first, np.arange(len(visit)), 0))
+
+
+def _shared_columns(ctx: DemoContext, visits: Visits) -> dict[str, pa.Array]:
+    """Per-SKU and per-order columns gathered into every chunk."""
+    cat = ctx.catalog
+    zh = {s.code: s.zh for s in SUBCATEGORIES}
+    query = pa.array([zh[s] for s in np.asarray(cat["subcategory"])])  # per SKU (~750)
+    orders = orders_of(ctx)
+    row_of_session = np.full(len(sessions_of(ctx)), -1, dtype=np.int64)
+    row_of_session[orders.session] = np.arange(len(orders))
+    coupon = applied_coupons(orders)
+    codes = np.array([c[0] for c in COUPONS] + [None], dtype=object)
+    discount = np.bincount(orders.line_order, weights=orders.line_discount,
+                           minlength=len(orders))
+    return {
+        "query": query, "brand_query": pc.binary_join_element_wise(cat["brand"], query, " "),
+        "order_row": row_of_session[visits.index], "order_id": order_ids(ctx, orders),
+        "revenue": pa.array(orders.totals()), "discount": pa.array(np.round(discount, 2)),
+        "coupon": take(codes, coupon), "products": _order_products(ctx),
+    }
+
+
+def _order_products(ctx: DemoContext) -> pa.ListArray:
+    """Segment `products` array per order: product_id, sku, name, category, price, quantity."""
+    orders = orders_of(ctx)
+    cat = ctx.catalog
+    sku = orders.line_sku
+    struct = pa.StructArray.from_arrays(
+        [take(cat["product_id"], sku), take(cat["sku"], sku), take(cat["name"], sku),
+         take(cat["category"], sku), pa.array(orders.line_price), pa.array(orders.line_qty)],
+        names=["product_id", "sku", "name", "category", "price", "quantity"])
+    counts = np.bincount(orders.line_order, minlength=len(orders))
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), struct)
+
+
+def _chunk_table(ctx: DemoContext, events: Events, rows: np.ndarray, vctx: VisitContext,
+                 shared: dict[str, pa.Array], times: tuple[np.ndarray, ...]) -> pa.Table:
+    """All fields one file's events need, as flat Arrow columns."""
+    rng = ctx.rng(f"events.ids.{int(rows[0])}")
+    visit = events.visit[rows]
+    kind = events.kind[rows]
+    sku = events.sku[rows]
+    sku_idx = pa.array(np.maximum(sku, 0), mask=sku < 0)
+    cat = ctx.catalog
+    order_row = shared["order_row"][visit]
+    o_idx = pa.array(np.maximum(order_row, 0), mask=order_row < 0)
+    cols = {
+        "kind": pa.array(kind), "message_id": uuid4_strings(rng, len(rows)),
+        "anonymous_id": vctx.anonymous_id.take(pa.array(visit)),
+        "user_id": where(events.logged_in[rows], vctx.member_id.take(pa.array(visit)), None),
+        "ts": pa.array(times[0]), "ots": pa.array(times[1]), "sat": pa.array(times[2]),
+        "rat": pa.array(times[3]), "bad": pa.array(events.malformed[rows]),
+        "product_id": cat["product_id_arrow"].take(sku_idx) if "product_id_arrow" in
+        cat.columns else take(cat["product_id"], np.maximum(sku, 0)),
+        "sku": pc.if_else(pa.array(sku >= 0), take(cat["sku"], np.maximum(sku, 0)), None),
+        "pname": take(cat["name"], np.maximum(sku, 0)), "brand": take(cat["brand"],
+                                                                    np.maximum(sku, 0)),
+        "category": take(cat["category"], np.maximum(sku, 0)),
+        "price": pa.array(np.asarray(cat["price"], dtype=float)[np.maximum(sku, 0)]),
+        "query": pc.if_else(pa.array(rng.random(len(rows)) < 0.3),
+                            shared["brand_query"].take(sku_idx), shared["query"].take(sku_idx)),
+        "order_id": shared["order_id"].take(o_idx), "revenue": shared["revenue"].take(o_idx),
+        "discount": shared["discount"].take(o_idx), "coupon": shared["coupon"].take(o_idx),
+        "products": shared["products"].take(o_idx),
+    }
+    cols.update(vctx.columns(visit, kind))
+    cols["live_id"] = pa.array(np.full(len(rows), spike_info(ctx)["date"].replace("-", "")))
+    table = pa.table(cols)
+    return _null_unused(table, kind)
+
+
+def _null_unused(table: pa.Table, kind: np.ndarray) -> pa.Table:
+    """Product fields only where the event has a product (SQL CASEs pick per kind)."""
+    has = pa.array(np.isin(kind, [K["view"], K["add"], K["cart"], K["livestream"],
+                                  K["search"]]))
+    for name in ("product_id", "pname", "brand", "category", "price"):
+        i = table.schema.get_field_index(name)
+        table = table.set_column(i, name, pc.if_else(has, table[name], None))
+    return table
