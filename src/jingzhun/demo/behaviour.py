@@ -61,8 +61,26 @@ def write_behaviour_sources(ctx: DemoContext) -> list[DemoFile]:
 
     visits = build_visits(ctx)
     events = build_events(ctx, visits)
-    ctx.shared["event_count"] = len(events.kind)
+    ctx.shared["spike_realized"] = spike_views(ctx, visits, events)
     return write_event_files(ctx, visits, events)
+
+
+def spike_views(ctx: DemoContext, visits: Visits, events: Events) -> dict[str, object]:
+    """Web+app "Product Viewed" on the spike day (local) and the spike product's share."""
+    from jingzhun.demo.spike import spike_day_offset, spike_sku
+
+    sess = sessions_of(ctx)
+    i = visits.index[events.visit]
+    local_day = (events.utc_ms // 1000 + 8 * 3600) // 86400 - (
+        np.datetime64(ctx.start, "D") - np.datetime64("1970-01-01", "D")).astype(int)
+    views = (events.kind == K["view"]) & (sess.channel[i] <= 1)
+    per_day = np.bincount(local_day[views], minlength=(ctx.end - ctx.start).days + 1)
+    day = spike_day_offset(ctx)
+    on_day = views & (local_day == day)
+    share = float((events.sku[on_day] == spike_sku(ctx)).mean()) if on_day.any() else 0.0
+    return {"realized": {"product_viewed_on_spike_day": int(per_day[day]),
+                         "median_daily_product_viewed": float(np.median(per_day)),
+                         "spike_product_share_on_day": round(share, 3)}}
 
 
 def build_visits(ctx: DemoContext) -> Visits:

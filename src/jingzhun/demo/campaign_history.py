@@ -83,7 +83,8 @@ def write_message_history(ctx: DemoContext) -> SourceResult:
     rng = ctx.rng("campaigns")
     campaigns = _campaigns(rng, ctx)
     size = _per_campaign(ctx, len(campaigns))
-    parts = [_audience(rng, ctx, i, c, size) for i, c in enumerate(campaigns)]
+    reach = _reach_lists(ctx)
+    parts = [_audience(rng, ctx, reach, i, c, size) for i, c in enumerate(campaigns)]
     rows = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     _respond(rng, rows, campaigns)
     table, bad = _table(rng, ctx, rows, campaigns)
@@ -122,10 +123,10 @@ def _per_campaign(ctx: DemoContext, campaigns: int) -> int:
     return max(1, round(per_person * n / campaigns))
 
 
-def _audience(rng: np.random.Generator, ctx: DemoContext, index: int, c: Campaign,
-              size: int) -> dict[str, np.ndarray]:
+def _audience(rng: np.random.Generator, ctx: DemoContext, reach: dict, index: int,
+              c: Campaign, size: int) -> dict[str, np.ndarray]:
     """Reachable persons on the channel that day; a random 10% of them held out."""
-    person, address = _reachable(ctx, CHANNELS[c.channel].name, c.day)
+    person, address = _reachable(ctx, reach, CHANNELS[c.channel].name, c.day)
     k = min(size, int(0.9 * len(person)))
     pick = np.sort(rng.choice(len(person), size=k, replace=False))
     holdout = rng.random(k) < HOLDOUT_SHARE
@@ -137,24 +138,41 @@ def _audience(rng: np.random.Generator, ctx: DemoContext, index: int, c: Campaig
             "hour": hour, "sent": sent}
 
 
-def _reachable(ctx: DemoContext, channel: str, day: int) -> tuple[np.ndarray, np.ndarray]:
+def _reach_lists(ctx: DemoContext) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per address channel, persons who have the address, sorted by signup day.
+
+    Computed once so each campaign's audience is a prefix (signed up by then),
+    not a fresh pass over every person.
+    """
+    pop = ctx.population
+    signup = (np.asarray(pop["signup_date"], dtype="datetime64[D]")
+              - np.datetime64(ctx.start, "D")).astype(np.int64)
+    has = {"sms": np.ones(pop.size, dtype=bool),
+           "app_push": notnull(pop["member_id"]) & np.asarray(pop["uses_app"], dtype=bool),
+           "email": notnull(pop["email"])}
+    out = {}
+    for channel, mask in has.items():  # three channels
+        idx = np.flatnonzero(mask)
+        order = np.argsort(signup[idx], kind="stable")
+        out[channel] = (idx[order], signup[idx][order])
+    return out
+
+
+def _reachable(ctx: DemoContext, reach: dict, channel: str,
+               day: int) -> tuple[np.ndarray, np.ndarray]:
     """(person index, address index) of who the channel can reach on `day`.
 
     The address index points into the channel's address column (phones, member
-    ids, e-mails: persons; WeChat: the official-account follower list).
+    ids, e-mails: persons; WeChat: the official-account follower list, following
+    that day).
     """
-    pop = ctx.population
     if channel == "wechat_template":
         oa = ctx.shared["marketing.wechat_oa"]
         at = day0(ctx.start) + day * SECONDS_PER_DAY + 8 * 3600
         ok = np.flatnonzero((oa["follow"] <= at) & (oa["unfollow"] > at))
         return oa["person"][ok], ok
-    signup = (np.asarray(pop["signup_date"], dtype="datetime64[D]")
-              - np.datetime64(ctx.start, "D")).astype(np.int64)
-    has = {"sms": np.ones(pop.size, dtype=bool),
-           "app_push": notnull(pop["member_id"]) & np.asarray(pop["uses_app"], dtype=bool),
-           "email": notnull(pop["email"])}[channel]
-    person = np.flatnonzero(has & (signup <= day))
+    person, signup = reach[channel]
+    person = person[: np.searchsorted(signup, day, side="right")]
     return person, person
 
 

@@ -146,7 +146,7 @@ def _online_table(ctx: DemoContext, orders: Orders, online: np.ndarray
         "receiver_phone": where(market, masked, phone),
         "placed_at": placed_txt, "paid_at": paid, "status": take(status, np.arange(len(online))),
         "province": take(pop["province"], person), "city": take(pop["city"], person),
-        "coupon_code": take(codes, coupon),
+        "coupon_code": take(codes, coupon % len(codes)),
         "items": _items(ctx, orders, online, kind == 1),
         "total_amount": pa.array(orders.totals()[online]),
         "_placed_s": pa.array(placed),

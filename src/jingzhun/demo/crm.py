@@ -121,8 +121,8 @@ def _rows(ctx: DemoContext, rng: np.random.Generator, person: np.ndarray, member
         "birth_excel": pa.array(_excel_days(birth)), "province": take(pop["province"], person),
         "city": take(pop["city"], person), "level": take(pop["member_level"], person),
         "_reg_s": pa.array(reg_s), "reg_where": reg_where,
-        "openid": where(wechat & ~second, take(pop["wechat_openid"], person), None),
-        "unionid": where(wechat & ~second, take(pop["wechat_unionid"], person), None),
+        "openid": where(wechat & (not second), take(pop["wechat_openid"], person), None),
+        "unionid": where(wechat & (not second), take(pop["wechat_unionid"], person), None),
         "email": where(np.full(n, not second), take(pop["email"], person), None),
     })
 

@@ -9,6 +9,8 @@ by receivedAt, as a collector writes its log — is kept.
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -18,11 +20,11 @@ from jingzhun.demo.catalog import SUBCATEGORIES
 from jingzhun.demo.commerce import order_ids
 from jingzhun.demo.context import DemoContext, DemoFile
 from jingzhun.demo.events_context import VisitContext, visit_context
-from jingzhun.demo.events_sql import EVENT_SQL
+from jingzhun.demo.events_sql import EVENT_NAMES, EVENT_SQL, PAGES, SITE
 from jingzhun.demo.orders import COUPONS, applied_coupons, orders_of
 from jingzhun.demo.sessions import CHANNELS, sessions_of
 from jingzhun.demo.spike import spike_info
-from jingzhun.demo.vectors import take, uuid4_strings, where
+from jingzhun.demo.vectors import concat, take, uuid4_strings, where
 from jingzhun.demo.writers import duck, write_lines
 
 
@@ -44,7 +46,7 @@ def write_event_files(ctx: DemoContext, visits: Visits, events: Events) -> list[
         rows = order[lo:hi]
         ch = int(channel[rows[0]])
         times = (events.utc_ms[rows], orig[rows], sent[rows], recv[rows])
-        table = _chunk_table(ctx, events, rows, vctx, shared, times)
+        table = _chunk_table(ctx, events, rows, vctx, shared, times, ch)
         label = str(month[rows[0]])
         path = ctx.data_dir / "events" / CHANNELS[ch] / f"events-{label}.jsonl"
         con.register("ev", table)
@@ -84,6 +86,7 @@ def _shared_columns(ctx: DemoContext, visits: Visits) -> dict[str, pa.Array]:
     cat = ctx.catalog
     zh = {s.code: s.zh for s in SUBCATEGORIES}
     query = pa.array([zh[s] for s in np.asarray(cat["subcategory"])])  # per SKU (~750)
+    brand_query = pc.binary_join_element_wise(cat["brand"], query, " ")
     orders = orders_of(ctx)
     row_of_session = np.full(len(sessions_of(ctx)), -1, dtype=np.int64)
     row_of_session[orders.session] = np.arange(len(orders))
@@ -92,11 +95,17 @@ def _shared_columns(ctx: DemoContext, visits: Visits) -> dict[str, pa.Array]:
     discount = np.bincount(orders.line_order, weights=orders.line_discount,
                            minlength=len(orders))
     return {
-        "query": query, "brand_query": pc.binary_join_element_wise(cat["brand"], query, " "),
+        "query": query, "brand_query": brand_query, "query_enc": _url_quote(query),
+        "brand_query_enc": _url_quote(brand_query),
         "order_row": row_of_session[visits.index], "order_id": order_ids(ctx, orders),
         "revenue": pa.array(orders.totals()), "discount": pa.array(np.round(discount, 2)),
-        "coupon": take(codes, coupon), "products": _order_products(ctx),
+        "coupon": take(codes, coupon % len(codes)), "products": _order_products(ctx),
     }
+
+
+def _url_quote(values: pa.Array) -> pa.Array:
+    """Percent-encoding of the per-SKU search texts (one value per SKU, not per event)."""
+    return pa.array([quote(v) for v in values.to_pylist()])
 
 
 def _order_products(ctx: DemoContext) -> pa.ListArray:
@@ -114,7 +123,8 @@ def _order_products(ctx: DemoContext) -> pa.ListArray:
 
 
 def _chunk_table(ctx: DemoContext, events: Events, rows: np.ndarray, vctx: VisitContext,
-                 shared: dict[str, pa.Array], times: tuple[np.ndarray, ...]) -> pa.Table:
+                 shared: dict[str, pa.Array], times: tuple[np.ndarray, ...],
+                 channel: int) -> pa.Table:
     """All fields one file's events need, as flat Arrow columns."""
     rng = ctx.rng(f"events.ids.{int(rows[0])}")
     visit = events.visit[rows]
@@ -124,29 +134,59 @@ def _chunk_table(ctx: DemoContext, events: Events, rows: np.ndarray, vctx: Visit
     cat = ctx.catalog
     order_row = shared["order_row"][visit]
     o_idx = pa.array(np.maximum(order_row, 0), mask=order_row < 0)
+    branded = pa.array(rng.random(len(rows)) < 0.3)
     cols = {
         "kind": pa.array(kind), "message_id": uuid4_strings(rng, len(rows)),
         "anonymous_id": vctx.anonymous_id.take(pa.array(visit)),
         "user_id": where(events.logged_in[rows], vctx.member_id.take(pa.array(visit)), None),
         "ts": pa.array(times[0]), "ots": pa.array(times[1]), "sat": pa.array(times[2]),
         "rat": pa.array(times[3]), "bad": pa.array(events.malformed[rows]),
-        "product_id": cat["product_id_arrow"].take(sku_idx) if "product_id_arrow" in
-        cat.columns else take(cat["product_id"], np.maximum(sku, 0)),
+        "product_id": take(cat["product_id"], np.maximum(sku, 0)),
         "sku": pc.if_else(pa.array(sku >= 0), take(cat["sku"], np.maximum(sku, 0)), None),
         "pname": take(cat["name"], np.maximum(sku, 0)), "brand": take(cat["brand"],
                                                                     np.maximum(sku, 0)),
         "category": take(cat["category"], np.maximum(sku, 0)),
         "price": pa.array(np.asarray(cat["price"], dtype=float)[np.maximum(sku, 0)]),
-        "query": pc.if_else(pa.array(rng.random(len(rows)) < 0.3),
-                            shared["brand_query"].take(sku_idx), shared["query"].take(sku_idx)),
+        "query": pc.if_else(branded, shared["brand_query"].take(sku_idx),
+                            shared["query"].take(sku_idx)),
+        "query_enc": pc.if_else(branded, shared["brand_query_enc"].take(sku_idx),
+                                shared["query_enc"].take(sku_idx)),
         "order_id": shared["order_id"].take(o_idx), "revenue": shared["revenue"].take(o_idx),
         "discount": shared["discount"].take(o_idx), "coupon": shared["coupon"].take(o_idx),
         "products": shared["products"].take(o_idx),
     }
-    cols.update(vctx.columns(visit, kind))
+    cols.update(vctx.columns(visit))
     cols["live_id"] = pa.array(np.full(len(rows), spike_info(ctx)["date"].replace("-", "")))
-    table = pa.table(cols)
-    return _null_unused(table, kind)
+    cols["event_name"] = take(np.array(EVENT_NAMES, dtype=object), kind)
+    table = _null_unused(pa.table(cols), kind)
+    for name, col in pages(table, kind, channel).items():
+        if name in table.column_names:
+            table = table.set_column(table.column_names.index(name), name, col)
+        else:
+            table = table.append_column(name, col)
+    return table
+
+
+def pages(table: pa.Table, kind: np.ndarray, channel: int) -> dict[str, pa.Array]:
+    """Page path, title, URL, search string and referrer per event (web/mini-program)."""
+    n = len(kind)
+    prefix = np.array([p[1 if channel == 0 else 2] for p in PAGES], dtype=object)
+    source = np.array([("", "product", "live", "category", "query").index(p[3])
+                       for p in PAGES])[kind]
+    if channel == 0:  # the web search page keeps its query in `search`, not the path
+        source = np.where(kind == K["search"], 0, source)
+    empty = pa.array([""] * n, type=pa.string())
+    suffix = pc.choose(pa.array(source.astype(np.int8)), empty,
+                       pc.coalesce(table["product_id"], ""), table["live_id"],
+                       pc.coalesce(table["category"], ""), pc.coalesce(table["query_enc"], ""))
+    path = concat(take(prefix, kind), suffix)
+    search = where(kind == K["search"], concat("?q=", table["query_enc"]), empty)
+    titles = take(np.array([p[4] for p in PAGES], dtype=object), kind)
+    title = pc.if_else(pa.array(np.isin(kind, [K["view"], K["add"]])), table["pname"], titles)
+    referrer = where(kind == K["landing"], table["referrer"], pa.array([SITE + "/"] * n))
+    return {"page_path": path, "page_title": title, "page_search": search,
+            "page_url": concat(SITE, path, search),
+            "referrer": referrer}
 
 
 def _null_unused(table: pa.Table, kind: np.ndarray) -> pa.Table:

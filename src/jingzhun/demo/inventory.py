@@ -39,7 +39,7 @@ from jingzhun.demo.marketing import (
 )
 from jingzhun.demo.vectors import concat, digit_strings
 
-WAREHOUSES = ("WH-HD01", "WH-HN01")  # 华东仓 (嘉兴), 华南仓 (广州)
+WAREHOUSES = ("DC-HD01", "DC-HN01")  # 华东仓 (嘉兴), 华南仓 (广州)
 SOUTH = ("广东省", "广西壮族自治区", "福建省", "海南省", "云南省", "贵州省", "湖南省")
 STORE_SKUS = 80  # assortment of each store: the most popular SKUs
 STORE_UNITS_PER_DAY = 60.0  # per store at scale 1

@@ -42,11 +42,11 @@ MEMBER_DAY_MULTIPLIER = 4.0  # bargain hunters' visit intensity on member days
 
 # Per persona (PERSONAS order) x channel (CHANNELS order) preference weights.
 CHANNEL_WEIGHTS = np.array([
-    [1.0, 2.5, 0.8, 0.8, 1.2, 0.4, 0.8],
-    [1.2, 2.0, 0.6, 0.5, 1.0, 0.3, 2.0],
-    [0.6, 0.6, 2.5, 1.0, 0.6, 1.0, 0.3],
-    [1.2, 1.0, 1.2, 0.5, 1.5, 1.5, 0.8],
-    [0.6, 1.0, 0.5, 3.0, 0.6, 0.2, 0.1],
+    [1.0, 2.5, 0.8, 2.0, 1.0, 0.4, 0.8],
+    [1.2, 2.0, 0.6, 1.2, 0.8, 0.3, 2.0],
+    [0.6, 0.6, 2.5, 2.5, 0.5, 0.8, 0.3],
+    [1.2, 1.0, 1.2, 1.2, 1.2, 1.2, 0.8],
+    [0.6, 1.0, 0.5, 6.0, 0.5, 0.2, 0.1],
 ])
 # Per persona category mix over CATEGORIES (apparel, cosmetics, beauty_tools, home).
 CATEGORY_MIX = np.array([
@@ -241,8 +241,16 @@ def hour_seconds(rng: np.random.Generator, persona: np.ndarray,
     background = rng.random(n) < 0.12  # some traffic at any hour, thinner at night
     out = np.where(background, rng.uniform(7, 24, n), out)
     store = channel == CHANNELS.index("store")
-    out = np.where(store, np.clip(out, STORE_HOURS[0], STORE_HOURS[1] - 0.01), out)
+    out = np.where(store, _store_hours(rng, n), out)
     return (out * 3600).astype(np.int32) % 86400
+
+
+def _store_hours(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Store visits: afternoon and after-work peaks inside opening hours (10:00-22:00)."""
+    peak = np.where(rng.random(n) < 0.5, rng.normal(15.0, 2.0, n), rng.normal(19.0, 1.5, n))
+    uniform = rng.uniform(STORE_HOURS[0], STORE_HOURS[1], n)
+    inside = (peak >= STORE_HOURS[0]) & (peak < STORE_HOURS[1])
+    return np.where(inside, peak, uniform)
 
 
 def _signup_sessions(ctx: DemoContext, sampler: ProductSampler) -> Sessions:

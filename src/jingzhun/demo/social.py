@@ -4,8 +4,8 @@ These are the exports an operator downloads from 公众号后台/SCRM, 抖音企
 微博 back-ends: Chinese headers, Beijing time without offset, platform ids rather
 than our customer ids. The fans half of the fans-vs-buyers pattern lives here: the
 followers of the `FANS_PRODUCT_LINE` accounts are mostly 30-39 (`FAN_AGE_SHARES`);
-the line's livestream buyers (livestream.py part of this module family, see
-`write_livestream`) are mostly under 30.
+the line's livestream buyers (`write_livestream`, `BUYER_AGE_SHARES`) are mostly
+under 30.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from jingzhun.demo.marketing import (
     first_contact_times,
     fmt_time,
     gather,
+    isin,
     notnull,
     pick_malformed,
     sample_by_band,
@@ -581,9 +582,9 @@ def _douyin_uids(rng: np.random.Generator, ctx: DemoContext, person: np.ndarray)
     """Customers' Douyin ids; strangers (-1) get fresh ids that match no customer."""
     known = pc.cast(arrow(ctx.population["douyin_user_id"]).drop_null(), pa.int64()).to_numpy()
     fresh = rng.integers(10**10, 10**11, len(person))
-    clash = np.isin(fresh, known)
+    clash = isin(fresh, known)
     while clash.any():  # a handful of redraws at most
         fresh[clash] = rng.integers(10**10, 10**11, int(clash.sum()))
-        clash = np.isin(fresh, known)
+        clash = isin(fresh, known)
     ours = gather(ctx.population["douyin_user_id"], np.maximum(person, 0))
     return pc.if_else(pa.array(person >= 0), ours, pc.cast(pa.array(fresh), pa.string()))

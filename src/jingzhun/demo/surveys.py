@@ -97,14 +97,18 @@ def write_surveys(ctx: DemoContext) -> SourceResult:
     file = emit(ctx, "survey_responses", "surveys/survey_responses.csv", table, len(bad),
                 "问卷星 questionnaire export: income, job, preferences, comments",
                 encoding="gb18030")
-    truth = {"respondents": len(who), "income_noise": INCOME_NOISE, "job_noise": JOB_NOISE,
-             "category_tick_p": {p: CATEGORY_P[i].tolist() for i, p in enumerate(PERSONAS)},
-             "category_labels": CATEGORY_ZH,
-             "price_sensitivity_mean": dict(zip(PERSONAS, PRICE_SENSITIVITY_MEAN.tolist(),
-                                                strict=True)),
-             "waves": _wave_dates(ctx), "malformed_rate": MALFORMED_RATE,
-             "malformed_rule": "手机号码 has 10 digits and 会员卡号 is empty"}
-    return SourceResult(files=[file], truth=truth)
+    return SourceResult(files=[file], truth=_truth(ctx, len(who)))
+
+
+def _truth(ctx: DemoContext, respondents: int) -> dict[str, object]:
+    return {"respondents": respondents, "income_noise": INCOME_NOISE, "job_noise": JOB_NOISE,
+            "noise_rule": "a noisy answer is a uniformly random option (may equal the truth)",
+            "category_tick_p": {p: CATEGORY_P[i].tolist() for i, p in enumerate(PERSONAS)},
+            "category_labels": CATEGORY_ZH,
+            "price_sensitivity_mean": dict(zip(PERSONAS, PRICE_SENSITIVITY_MEAN.tolist(),
+                                               strict=True)),
+            "waves": _wave_dates(ctx), "wave_days": 14, "malformed_rate": MALFORMED_RATE,
+            "malformed_rule": "手机号码 has 10 digits and 会员卡号 is empty"}
 
 
 def _wave_dates(ctx: DemoContext) -> list[str]:
