@@ -45,7 +45,7 @@ SELECT * FROM read_json(?, format = 'newline_delimited', ignore_errors = true, c
     province: 'VARCHAR', city: 'VARCHAR', coupon_code: 'VARCHAR', total_amount: 'DOUBLE',
     items: 'STRUCT(sku VARCHAR, product_id VARCHAR, quantity INTEGER, unit_price DOUBLE, discount DOUBLE)[]'})
 WHERE TRY_CAST(placed_at AS TIMESTAMPTZ) IS NOT NULL
-  AND list_min(list_transform(items, i -> i.quantity)) > 0
+  AND list_min(list_transform(items, lambda i: i.quantity)) > 0
 """
 
 ORDERS_SELECT = """
@@ -65,7 +65,7 @@ SELECT order_id, CAST(line.i AS INTEGER) AS line_no, line.item.product_id AS pro
        CAST(line.item.discount AS DECIMAL(18, 2)) AS discount,
        CAST(line.item.quantity * line.item.unit_price - line.item.discount AS DECIMAL(18, 2)) AS amount,
        'CNY' AS currency
-FROM (SELECT order_id, UNNEST(list_transform(items, (item, i) -> {'i': i, 'item': item})) AS line FROM raw_orders)
+FROM (SELECT order_id, UNNEST(list_transform(items, lambda item, i: {'i': i, 'item': item})) AS line FROM raw_orders)
 """
 
 
@@ -76,19 +76,19 @@ def read_demo_sources(root: Path) -> dict[str, pa.Table]:
     reader.execute("SET TimeZone = 'UTC'")
     columns = "{" + ", ".join(f"{name}: '{kind}'" for name, kind in EVENT_COLUMNS.items()) + "}"
     tables = {
-        "events": reader.execute(EVENTS_SQL.format(columns=columns), [str(data / "events" / "*" / "*.jsonl")]).to_arrow_table(),
-        "products": reader.execute(
+        "events": reader.sql(EVENTS_SQL.format(columns=columns), params=[str(data / "events" / "*" / "*.jsonl")]).to_arrow_table(),
+        "products": reader.sql(
             "SELECT product_id, sku, CAST(barcode AS VARCHAR) AS barcode, name, brand, category, subcategory, "
             "product_line, CAST(price AS DECIMAL(18, 2)) AS price, CAST(cost AS DECIMAL(18, 2)) AS cost, "
             "'CNY' AS currency, CAST(launch_date AS DATE) AS launch_date, CAST(is_consumable AS BOOLEAN) AS is_consumable "
-            "FROM read_csv(?, header = true, all_varchar = true)", [str(data / "catalog" / "products.csv")]
+            "FROM read_csv(?, header = true, all_varchar = true)", params=[str(data / "catalog" / "products.csv")]
         ).to_arrow_table(),
-        "stores": reader.execute(
+        "stores": reader.sql(
             "SELECT store_id, name, province, city, CAST(opened_on AS DATE) AS opened_on "
-            "FROM read_csv(?, header = true, all_varchar = true)", [str(data / "catalog" / "stores.csv")]
+            "FROM read_csv(?, header = true, all_varchar = true)", params=[str(data / "catalog" / "stores.csv")]
         ).to_arrow_table(),
     }
     reader.execute(ORDERS_SQL, [str(data / "orders" / "*.jsonl")])
-    tables["orders"] = reader.execute(ORDERS_SELECT).to_arrow_table()
-    tables["order_items"] = reader.execute(ITEMS_SELECT).to_arrow_table()
+    tables["orders"] = reader.sql(ORDERS_SELECT).to_arrow_table()
+    tables["order_items"] = reader.sql(ITEMS_SELECT).to_arrow_table()
     return tables

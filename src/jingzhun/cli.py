@@ -191,13 +191,22 @@ def demo_generate(
 
         summary = generate_demo(opened.root, persons=persons, seed=seed, start=first_day,
                                 end=last_day, progress=report)
+    console.print(_files_by_source(summary.files, opened.root, language))
+    console.print(t("demo.done", language, path=opened.root, seconds=summary.seconds))
+
+
+def _files_by_source(files: list, root: Path, language: str) -> Table:
+    """One row per source: where its files are, how many rows, how many planted bad rows."""
+    grouped: dict[str, list] = {}
+    for file in files:
+        grouped.setdefault(file.source, []).append(file)
     listing = Table(t("table.source", language), t("table.file", language), t("table.rows", language),
                     t("table.malformed", language))
-    for file in summary.files:
-        listing.add_row(file.source, str(file.path.relative_to(opened.root)), f"{file.rows:,}",
-                        f"{file.malformed_rows:,}")
-    console.print(listing)
-    console.print(t("demo.done", language, path=opened.root, seconds=summary.seconds))
+    for source, parts in grouped.items():
+        folders = sorted({str(part.path.parent.relative_to(root)) for part in parts})
+        where = str(parts[0].path.relative_to(root)) if len(parts) == 1 else f"{', '.join(folders)}/ ({len(parts)})"
+        listing.add_row(source, where, f"{sum(p.rows for p in parts):,}", f"{sum(p.malformed_rows for p in parts):,}")
+    return listing
 
 
 def _day(text: str, option: str) -> date:

@@ -23,7 +23,7 @@ def holidays(start: date, end: date) -> list[tuple[str, date]]:
     for year in range(start.year, end.year + 1):
         out += [("womens_day", date(year, 3, 8)), ("618", date(year, 6, 18)),
                 ("double_11", date(year, 11, 11)),
-                ("spring_festival", LunarDate(year, 1, 1).toSolarDate())]
+                ("spring_festival", LunarDate(year, 1, 1).to_solar_date())]
     pad = timedelta(days=HOLIDAY_WINDOW_DAYS)
     return sorted((n, d) for n, d in out if start - pad <= d <= end + pad)
 

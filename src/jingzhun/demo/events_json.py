@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from jingzhun.demo.behaviour import CLOCK_SKEW_SHARE, K, Events, Visits
+from jingzhun.demo.behaviour import CLOCK_SKEW_SHARE, Events, K, Visits
 from jingzhun.demo.catalog import SUBCATEGORIES
 from jingzhun.demo.commerce import order_ids
 from jingzhun.demo.context import DemoContext, DemoFile
@@ -27,36 +27,61 @@ from jingzhun.demo.spike import spike_info
 from jingzhun.demo.vectors import concat, take, uuid4_strings, where
 from jingzhun.demo.writers import duck, write_lines
 
+BATCH_EVENTS = 400_000  # files of one channel are rendered together up to this many rows
+ARROW_BATCH_ROWS = 20_000  # small record batches let DuckDB spread rendering over cores
+
 
 def write_event_files(ctx: DemoContext, visits: Visits, events: Events) -> list[DemoFile]:
-    """Sort events by (channel, month, receivedAt) and write each contiguous block."""
+    """Sort events by (channel, month, receivedAt) and write each month's block."""
     sess = sessions_of(ctx)
     rng = ctx.rng("events.delivery")
     channel = sess.channel[visits.index][events.visit]
     sent, recv, orig = _delivery_times(rng, events, channel, visits)
-    month = recv.astype("datetime64[ms]").astype("datetime64[M]")
+    # Files are cut by the Beijing-time month of receivedAt (UTC+8, no DST).
+    month = (recv + 8 * 3_600_000).astype("datetime64[ms]").astype("datetime64[M]")
     order = np.lexsort((recv, month, channel))
     vctx = visit_context(ctx, visits)
     shared = _shared_columns(ctx, visits)
-    files: list[DemoFile] = []
     key = channel[order].astype(np.int64) * 100_000 + month[order].astype(np.int64)
     bounds = np.flatnonzero(np.r_[True, key[1:] != key[:-1], True])
     con = duck()
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+    files: list[DemoFile] = []
+    for batch in _batches(bounds, channel[order]):
+        lo, hi = batch[0], batch[-1]
         rows = order[lo:hi]
         ch = int(channel[rows[0]])
         times = (events.utc_ms[rows], orig[rows], sent[rows], recv[rows])
         table = _chunk_table(ctx, events, rows, vctx, shared, times, ch)
-        label = str(month[rows[0]])
-        path = ctx.data_dir / "events" / CHANNELS[ch] / f"events-{label}.jsonl"
-        con.register("ev", table)
-        write_lines(path, con.sql(EVENT_SQL[CHANNELS[ch]]).to_arrow_table().column("line"))
+        con.register("ev", pa.Table.from_batches(
+            table.combine_chunks().to_batches(max_chunksize=ARROW_BATCH_ROWS)))
+        lines = con.sql(EVENT_SQL[CHANNELS[ch]]).to_arrow_table().column("line")
         con.unregister("ev")
-        files.append(DemoFile(f"{CHANNELS[ch]}_events", path, len(rows),
-                              int(events.malformed[rows].sum()),
-                              description=f"Segment-spec tracking events ({CHANNELS[ch]})"))
+        for a, b in zip(batch[:-1], batch[1:], strict=True):
+            label = str(month[order[a]])
+            path = ctx.data_dir / "events" / CHANNELS[ch] / f"events-{label}.jsonl"
+            write_lines(path, lines.slice(a - lo, b - a))
+            files.append(DemoFile(f"{CHANNELS[ch]}_events", path, int(b - a),
+                                  int(events.malformed[order[a:b]].sum()),
+                                  description=f"Segment-spec tracking events ({CHANNELS[ch]})"))
         ctx.report("events.write", int(hi), len(order))
     return files
+
+
+def _batches(bounds: np.ndarray, channel: np.ndarray) -> list[list[int]]:
+    """Group consecutive file blocks of one channel into batches of ~BATCH_EVENTS rows.
+
+    Each batch is the list of its file boundaries (start of each file, end of last).
+    """
+    batches: list[list[int]] = []
+    current: list[int] = [int(bounds[0])]
+    for b in bounds[1:]:
+        b = int(b)
+        current.append(b)
+        last = b == bounds[-1]
+        if last or b - current[0] >= BATCH_EVENTS or channel[b] != channel[current[0]]:
+            batches.append(current)
+            current = [b]
+    return batches
 
 
 def _delivery_times(rng: np.random.Generator, events: Events, channel: np.ndarray,
@@ -129,35 +154,18 @@ def _chunk_table(ctx: DemoContext, events: Events, rows: np.ndarray, vctx: Visit
     rng = ctx.rng(f"events.ids.{int(rows[0])}")
     visit = events.visit[rows]
     kind = events.kind[rows]
-    sku = events.sku[rows]
-    sku_idx = pa.array(np.maximum(sku, 0), mask=sku < 0)
-    cat = ctx.catalog
-    order_row = shared["order_row"][visit]
-    o_idx = pa.array(np.maximum(order_row, 0), mask=order_row < 0)
-    branded = pa.array(rng.random(len(rows)) < 0.3)
     cols = {
         "kind": pa.array(kind), "message_id": uuid4_strings(rng, len(rows)),
         "anonymous_id": vctx.anonymous_id.take(pa.array(visit)),
         "user_id": where(events.logged_in[rows], vctx.member_id.take(pa.array(visit)), None),
         "ts": pa.array(times[0]), "ots": pa.array(times[1]), "sat": pa.array(times[2]),
         "rat": pa.array(times[3]), "bad": pa.array(events.malformed[rows]),
-        "product_id": take(cat["product_id"], np.maximum(sku, 0)),
-        "sku": pc.if_else(pa.array(sku >= 0), take(cat["sku"], np.maximum(sku, 0)), None),
-        "pname": take(cat["name"], np.maximum(sku, 0)), "brand": take(cat["brand"],
-                                                                    np.maximum(sku, 0)),
-        "category": take(cat["category"], np.maximum(sku, 0)),
-        "price": pa.array(np.asarray(cat["price"], dtype=float)[np.maximum(sku, 0)]),
-        "query": pc.if_else(branded, shared["brand_query"].take(sku_idx),
-                            shared["query"].take(sku_idx)),
-        "query_enc": pc.if_else(branded, shared["brand_query_enc"].take(sku_idx),
-                                shared["query_enc"].take(sku_idx)),
-        "order_id": shared["order_id"].take(o_idx), "revenue": shared["revenue"].take(o_idx),
-        "discount": shared["discount"].take(o_idx), "coupon": shared["coupon"].take(o_idx),
-        "products": shared["products"].take(o_idx),
+        "live_id": pa.array(np.full(len(rows), spike_info(ctx)["date"].replace("-", ""))),
+        "event_name": take(np.array(EVENT_NAMES, dtype=object), kind),
     }
+    cols.update(_product_columns(ctx, rng, events.sku[rows], shared))
+    cols.update(_order_columns(shared, visit))
     cols.update(vctx.columns(visit))
-    cols["live_id"] = pa.array(np.full(len(rows), spike_info(ctx)["date"].replace("-", "")))
-    cols["event_name"] = take(np.array(EVENT_NAMES, dtype=object), kind)
     table = _null_unused(pa.table(cols), kind)
     for name, col in pages(table, kind, channel).items():
         if name in table.column_names:
@@ -165,6 +173,34 @@ def _chunk_table(ctx: DemoContext, events: Events, rows: np.ndarray, vctx: Visit
         else:
             table = table.append_column(name, col)
     return table
+
+
+def _product_columns(ctx: DemoContext, rng: np.random.Generator, sku: np.ndarray,
+                     shared: dict[str, pa.Array]) -> dict[str, pa.Array]:
+    """Product fields and search texts of each event's SKU (-1: none)."""
+    cat = ctx.catalog
+    at = np.maximum(sku, 0)
+    sku_idx = pa.array(at, mask=sku < 0)
+    branded = pa.array(rng.random(len(sku)) < 0.3)
+    return {
+        "product_id": take(cat["product_id"], at),
+        "sku": pc.if_else(pa.array(sku >= 0), take(cat["sku"], at), None),
+        "pname": take(cat["name"], at), "brand": take(cat["brand"], at),
+        "category": take(cat["category"], at),
+        "price": pa.array(np.asarray(cat["price"], dtype=float)[at]),
+        "query": pc.if_else(branded, shared["brand_query"].take(sku_idx),
+                            shared["query"].take(sku_idx)),
+        "query_enc": pc.if_else(branded, shared["brand_query_enc"].take(sku_idx),
+                                shared["query_enc"].take(sku_idx)),
+    }
+
+
+def _order_columns(shared: dict[str, pa.Array], visit: np.ndarray) -> dict[str, pa.Array]:
+    """Order fields of the visit's order (null for visits without one)."""
+    order_row = shared["order_row"][visit]
+    o_idx = pa.array(np.maximum(order_row, 0), mask=order_row < 0)
+    return {name: shared[name].take(o_idx)
+            for name in ("order_id", "revenue", "discount", "coupon", "products")}
 
 
 def pages(table: pa.Table, kind: np.ndarray, channel: int) -> dict[str, pa.Array]:

@@ -8,8 +8,10 @@ the ground truth files, and times the run.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import time
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -104,9 +106,14 @@ def _write_all(ctx: DemoContext) -> list[DemoFile]:
 
     ctx.shared.setdefault("patterns", {})
     files: list[DemoFile] = []
-    for writer in (writers.write_catalog_sources, behaviour.write_behaviour_sources,
-                   commerce.write_commerce_sources, crm.write_crm_sources,
-                   write_marketing_sources):
-        files += writer(ctx)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        ctx.shared["executor"] = pool
+        for writer in (writers.write_catalog_sources, crm.write_crm_sources,
+                       behaviour.write_behaviour_sources, commerce.write_commerce_sources,
+                       write_marketing_sources):
+            files += writer(ctx)
+        for job in ctx.shared.pop("background_jobs", []):  # type: ignore[attr-defined]
+            job.result()  # re-raises a failure of the background writer
+        del ctx.shared["executor"]
     truth.write_truth(ctx, files)
     return files

@@ -14,8 +14,7 @@ import numpy as np
 
 from jingzhun.demo.context import DemoContext
 from jingzhun.demo.products import ProductSampler
-from jingzhun.demo.sessions import CATEGORY_MIX, MEMBER_DAY, persona_codes, sessions_of
-from jingzhun.demo.vectors import choice_per_row
+from jingzhun.demo.sessions import MEMBER_DAY, persona_codes, sessions_of
 
 P_SPONGE_GIVEN_FOUNDATION = 0.45  # planted: a foundation basket gets a sponge w.p. 0.45
 EXTRA_ITEMS_MEAN = 0.35  # Poisson mean of extra lines at aov_multiplier 1
@@ -74,7 +73,12 @@ def build_orders(ctx: DemoContext) -> Orders:
 
 def _baskets(ctx: DemoContext, rng: np.random.Generator, idx: np.ndarray,
              person: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Main product plus Poisson extra lines from the persona's category mix."""
+    """Main product plus Poisson extra lines of the same category.
+
+    Extra lines share the visit's category so that a category's line count scales
+    exactly with its visits: the holiday pattern (a multiplier on women's apparel
+    and cosmetics visits) then shows up undiluted in order lines.
+    """
     sess = sessions_of(ctx)
     pop = ctx.population
     aov = pop["aov_multiplier"][person]
@@ -83,7 +87,7 @@ def _baskets(ctx: DemoContext, rng: np.random.Generator, idx: np.ndarray,
     order = np.arange(len(idx))
     x_order = np.repeat(order, extra)
     x_person = person[x_order]
-    x_cat = choice_per_row(rng, CATEGORY_MIX[persona_codes(pop)[x_person]]).astype(np.int8)
+    x_cat = sess.category[idx][x_order]
     sampler = ProductSampler(ctx.catalog, pop, ctx.start)
     x_sku = sampler.sample(rng, x_person, x_cat, sess.day[idx][x_order], ctx.start)
     line_order = np.concatenate([order, x_order])

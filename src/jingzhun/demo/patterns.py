@@ -57,15 +57,18 @@ def _holiday(ctx: DemoContext) -> dict[str, object]:
         outside = np.sum(sel & ~mask[day]) / max(out_days, 1)
         return float(inside / outside) if outside else float("nan")
 
-    r_f, r_m = ratio(female & target), ratio(~female & target)
+    target = female & target
+    r_t, r_c = ratio(target), ratio(~target)
     return {"holidays": [{"name": n, "date": d.isoformat()} for n, d in
                          holidays(ctx.start, ctx.end)],
             "window_days": HOLIDAY_WINDOW_DAYS, "multiplier": HOLIDAY_MULTIPLIER,
             "applies_to": {"gender": "F", "categories": ["apparel", "cosmetics"]},
             "others_multiplier": 1.0,
-            "realized": {"women_lines_per_day_ratio": round(r_f, 3),
-                         "men_lines_per_day_ratio": round(r_m, 3),
-                         "difference_in_differences": round(r_f / r_m, 3)}}
+            "recover": "lines per day inside / outside the windows, women x (apparel, "
+                       "cosmetics) divided by the same ratio for all other lines",
+            "realized": {"target_lines_per_day_ratio": round(r_t, 3),
+                         "other_lines_per_day_ratio": round(r_c, 3),
+                         "difference_in_differences": round(r_t / r_c, 3)}}
 
 
 def _window_days(ctx: DemoContext) -> np.ndarray:

@@ -84,6 +84,11 @@ class SparkEngine(Engine):
         self.root = root.rstrip("/")
         self.uri_prefix = warehouse.rstrip("/") if "://" in warehouse else "file://" + self.root
         self.filesystem.create_dir(self.root, recursive=True)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """(Re-)register every published table as a view, e.g. after another process
+        or session published new versions into the same warehouse."""
         for name in self._list_tables():
             self._register(name)
 
