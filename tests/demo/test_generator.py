@@ -169,6 +169,9 @@ def test_commerce_properties(events):
     orders = events[events["event"] == "Order Completed"]["properties"]
     assert orders.map(lambda p: p["currency"] == "CNY" and p["order_id"].startswith("JZ")
                       and len(p["products"]) >= 1 and p["revenue"] > 0).all()
+    checkout = events[events["event"] == "Checkout Started"]["properties"]
+    assert checkout.map(lambda p: len(p["products"]) >= 1 and p["value"] > 0).all()
+    assert checkout.map(lambda p: "order_id" in p).mean() < 1  # some checkouts are abandoned
     viewed = events[events["event"] == "Product Viewed"]["properties"]
     assert viewed.map(lambda p: {"product_id", "sku", "category", "price"} <= set(p)).all()
     searched = events[events["event"] == "Products Searched"]["properties"]
@@ -419,3 +422,17 @@ def test_churner_activity_decays_with_the_stated_half_life(demo, events, pattern
     half_life = -math.log(2) / slope
     assert half_life == pytest.approx(patterns["churn"]["half_life_days"], rel=0.35)
     assert rates[-1] < 0.25 * before
+
+
+def test_background_workbook_matches_inline_and_reports_failures(tmp_path):
+    from jingzhun.demo import make_context
+    from jingzhun.demo.crm import XlsxJob, crm_table, write_xlsx
+
+    ctx = make_context(tmp_path, 300, 3)
+    table, _ = crm_table(ctx)
+    created = datetime(2026, 10, 31, 23)
+    write_xlsx(tmp_path / "inline.xlsx", table, created)
+    XlsxJob(tmp_path / "child.xlsx", table, created).result()
+    assert (tmp_path / "inline.xlsx").read_bytes() == (tmp_path / "child.xlsx").read_bytes()
+    with pytest.raises(RuntimeError, match="members.xlsx"):
+        XlsxJob(tmp_path / "missing" / "dir" / "x.xlsx", table, created).result()

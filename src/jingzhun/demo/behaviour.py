@@ -188,7 +188,8 @@ def _event_skus(ctx: DemoContext, rng: np.random.Generator, visits: Visits,
     """Product per event: the visit's main SKU, other SKUs of the category for later views."""
     sess = sessions_of(ctx)
     i = visits.index[visit]
-    sku = np.where(np.isin(kind, [K["view"], K["add"], K["cart"], K["livestream"]]),
+    sku = np.where(np.isin(kind, [K["view"], K["add"], K["cart"], K["checkout"],
+                                  K["livestream"]]),
                    sess.sku[i], -1).astype(np.int32)
     view = kind == K["view"]
     first_view = view & np.r_[True, (visit[1:] != visit[:-1]) | (kind[1:] != kind[:-1])]

@@ -8,13 +8,17 @@ second card shows up on receipts) through `duplicates_of`.
 
 from __future__ import annotations
 
-from concurrent.futures import Executor
+import os
+import subprocess
+import sys
+import tempfile
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.ipc as ipc
 import xlsxwriter
 
 from jingzhun.demo.context import DemoContext, DemoFile
@@ -32,6 +36,7 @@ HEADERS = ("会员编号", "姓名", "手机号", "性别", "生日", "省份", 
            "注册门店", "微信openid", "微信unionid", "邮箱")
 ONLINE_REGISTRATION = ("官方商城", "精准APP", "微信小程序")
 SHEET_ROWS = 1_048_575  # Excel's 1,048,576 rows minus the header
+BACKGROUND_MIN_ROWS = 50_000  # below this, starting a worker process costs more than it saves
 
 
 def duplicates_of(ctx: DemoContext) -> dict[str, pa.Array | np.ndarray]:
@@ -66,14 +71,14 @@ def write_crm_sources(ctx: DemoContext) -> list[DemoFile]:
     table, kind = crm_table(ctx)
     path = ctx.data_dir / "crm" / "members.xlsx"
     path.parent.mkdir(parents=True, exist_ok=True)
-    executor = ctx.shared.get("executor")
-    if isinstance(executor, Executor):
+    if ctx.shared.get("background") and table.num_rows >= BACKGROUND_MIN_ROWS:
         # xlsxwriter is pure Python (~6 us per cell); a second process writes the
         # workbook while this one renders the event logs.
-        jobs = ctx.shared.setdefault("background_jobs", [])
-        jobs.append(executor.submit(write_xlsx, path, table, _created(ctx)))  # type: ignore[union-attr]
+        ctx.shared.setdefault("background_jobs", []).append(  # type: ignore[union-attr]
+            XlsxJob(path, table, _created(ctx)))
     else:
         write_xlsx(path, table, _created(ctx))
+    ctx.report("crm", table.num_rows, table.num_rows)
     return [DemoFile("crm_members", path, table.num_rows, int((kind > 0).sum()),
                      encoding="xlsx", description="CRM member export (Excel)")]
 
@@ -231,3 +236,47 @@ def _write_sheet(ws: xlsxwriter.worksheet.Worksheet, cols: list[list], lo: int, 
         for c, values in ((10, openid), (11, unionid), (12, email)):
             if values[r] is not None:
                 text(row, c, values[r])
+
+
+class XlsxJob:
+    """Writes members.xlsx in a child interpreter (`python -m jingzhun.demo.crm`).
+
+    A plain subprocess rather than multiprocessing: forking a process that runs
+    DuckDB threads can deadlock, and "spawn" re-imports the caller's __main__.
+    The table travels as an Arrow IPC file in a temporary folder.
+    """
+
+    def __init__(self, path: Path, table: pa.Table, created: datetime) -> None:
+        self.tmp = tempfile.TemporaryDirectory(prefix="jingzhun-crm-")
+        source = Path(self.tmp.name) / "members.arrow"
+        with pa.OSFile(str(source), "wb") as f, ipc.new_file(f, table.schema) as writer:
+            writer.write_table(table)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        cmd = [sys.executable, "-m", "jingzhun.demo.crm", str(source), str(path),
+               created.isoformat()]
+        self.process = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
+
+    def cancel(self) -> None:
+        """Stop the child (the run failed elsewhere) and remove the temporary table."""
+        self.process.kill()
+        self.process.communicate()
+        self.tmp.cleanup()
+
+    def result(self) -> None:
+        """Wait for the child; raise with its error output if it failed."""
+        _, err = self.process.communicate()
+        self.tmp.cleanup()
+        if self.process.returncode != 0:
+            raise RuntimeError(f"writing members.xlsx failed (exit {self.process.returncode}):"
+                               f" {err.decode(errors='replace')[-2000:]}")
+
+
+def _main(argv: list[str]) -> None:
+    source, path, created = argv
+    with pa.memory_map(source) as f:
+        table = ipc.open_file(f).read_all()
+    write_xlsx(Path(path), table, datetime.fromisoformat(created))
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

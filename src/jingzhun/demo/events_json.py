@@ -9,8 +9,11 @@ by receivedAt, as a collector writes its log — is kept.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from urllib.parse import quote
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,7 +35,11 @@ ARROW_BATCH_ROWS = 20_000  # small record batches let DuckDB spread rendering ov
 
 
 def write_event_files(ctx: DemoContext, visits: Visits, events: Events) -> list[DemoFile]:
-    """Sort events by (channel, month, receivedAt) and write each month's block."""
+    """Sort events by (channel, month, receivedAt) and write each month's block.
+
+    Batches are pipelined: while one thread renders and writes a batch (DuckDB and
+    file I/O release the GIL), the main thread gathers the next batch's columns.
+    """
     sess = sessions_of(ctx)
     rng = ctx.rng("events.delivery")
     channel = sess.channel[visits.index][events.visit]
@@ -44,26 +51,40 @@ def write_event_files(ctx: DemoContext, visits: Visits, events: Events) -> list[
     shared = _shared_columns(ctx, visits)
     key = channel[order].astype(np.int64) * 100_000 + month[order].astype(np.int64)
     bounds = np.flatnonzero(np.r_[True, key[1:] != key[:-1], True])
-    con = duck()
     files: list[DemoFile] = []
-    for batch in _batches(bounds, channel[order]):
-        lo, hi = batch[0], batch[-1]
-        rows = order[lo:hi]
-        ch = int(channel[rows[0]])
-        times = (events.utc_ms[rows], orig[rows], sent[rows], recv[rows])
-        table = _chunk_table(ctx, events, rows, vctx, shared, times, ch)
-        con.register("ev", pa.Table.from_batches(
-            table.combine_chunks().to_batches(max_chunksize=ARROW_BATCH_ROWS)))
-        lines = con.sql(EVENT_SQL[CHANNELS[ch]]).to_arrow_table().column("line")
-        con.unregister("ev")
-        for a, b in zip(batch[:-1], batch[1:], strict=True):
-            label = str(month[order[a]])
-            path = ctx.data_dir / "events" / CHANNELS[ch] / f"events-{label}.jsonl"
-            write_lines(path, lines.slice(a - lo, b - a))
-            files.append(DemoFile(f"{CHANNELS[ch]}_events", path, int(b - a),
-                                  int(events.malformed[order[a:b]].sum()),
-                                  description=f"Segment-spec tracking events ({CHANNELS[ch]})"))
-        ctx.report("events.write", int(hi), len(order))
+    con = duck()
+    with ThreadPoolExecutor(1) as pool:
+        pending = None
+        for batch in _batches(bounds, channel[order]):
+            rows = order[batch[0]:batch[-1]]
+            ch = int(channel[rows[0]])
+            times = (events.utc_ms[rows], orig[rows], sent[rows], recv[rows])
+            table = _chunk_table(ctx, events, rows, vctx, shared, times, ch)
+            if pending is not None:
+                files += pending.result()
+            targets = [(ctx.data_dir / "events" / CHANNELS[ch] /
+                        f"events-{month[order[a]]}.jsonl", a - batch[0], b - a,
+                        int(events.malformed[order[a:b]].sum()))
+                       for a, b in zip(batch[:-1], batch[1:], strict=True)]
+            pending = pool.submit(_render_batch, con, table, CHANNELS[ch], targets)
+            ctx.report("events.write", int(batch[-1]), len(order))
+        if pending is not None:
+            files += pending.result()
+    return files
+
+
+def _render_batch(con: duckdb.DuckDBPyConnection, table: pa.Table, channel: str,
+                  targets: list[tuple[Path, int, int, int]]) -> list[DemoFile]:
+    """Render one batch's JSON lines and write its files (offset, rows) as DemoFiles."""
+    con.register("ev", pa.Table.from_batches(
+        table.combine_chunks().to_batches(max_chunksize=ARROW_BATCH_ROWS)))
+    lines = con.sql(EVENT_SQL[channel]).to_arrow_table().column("line")
+    con.unregister("ev")
+    files = []
+    for path, offset, n, bad in targets:
+        write_lines(path, lines.slice(offset, n))
+        files.append(DemoFile(f"{channel}_events", path, n, bad,
+                              description=f"Segment-spec tracking events ({channel})"))
     return files
 
 
@@ -227,8 +248,8 @@ def pages(table: pa.Table, kind: np.ndarray, channel: int) -> dict[str, pa.Array
 
 def _null_unused(table: pa.Table, kind: np.ndarray) -> pa.Table:
     """Product fields only where the event has a product (SQL CASEs pick per kind)."""
-    has = pa.array(np.isin(kind, [K["view"], K["add"], K["cart"], K["livestream"],
-                                  K["search"]]))
+    has = pa.array(np.isin(kind, [K["view"], K["add"], K["cart"], K["checkout"],
+                                  K["livestream"], K["search"]]))
     for name in ("product_id", "pname", "brand", "category", "price"):
         i = table.schema.get_field_index(name)
         table = table.set_column(i, name, pc.if_else(has, table[name], None))

@@ -55,7 +55,11 @@ PROPERTIES = f"""CASE kind
     WHEN 8 THEN json_object('cart_id', cart_id, 'products', json_array(json_object(
                             'product_id', product_id, 'sku', sku, 'price', price,
                             'quantity', 1)))
-    WHEN 9 THEN CASE WHEN coupon IS NULL
+    WHEN 9 THEN CASE WHEN order_id IS NULL  -- an abandoned checkout: the cart's product
+        THEN json_object('products', json_array(json_object('product_id', product_id,
+                         'sku', sku, 'price', price, 'quantity', 1)), 'value', price,
+                         'revenue', price, 'currency', 'CNY')
+        WHEN coupon IS NULL
         THEN json_object({ORDER}, 'value', revenue, 'revenue', revenue, 'currency', 'CNY')
         ELSE json_object({ORDER}, 'value', revenue, 'revenue', revenue, 'coupon', coupon,
                          'currency', 'CNY') END

@@ -8,10 +8,8 @@ the ground truth files, and times the run.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -106,14 +104,18 @@ def _write_all(ctx: DemoContext) -> list[DemoFile]:
 
     ctx.shared.setdefault("patterns", {})
     files: list[DemoFile] = []
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
-        ctx.shared["executor"] = pool
+    ctx.shared["background"] = True  # big CRM workbooks are written by a child process
+    jobs: list[crm.XlsxJob] = ctx.shared.setdefault("background_jobs", [])  # type: ignore[assignment]
+    try:
         for writer in (writers.write_catalog_sources, crm.write_crm_sources,
                        behaviour.write_behaviour_sources, commerce.write_commerce_sources,
                        write_marketing_sources):
             files += writer(ctx)
-        for job in ctx.shared.pop("background_jobs", []):  # type: ignore[attr-defined]
-            job.result()  # re-raises a failure of the background writer
-        del ctx.shared["executor"]
+    except BaseException:
+        for job in jobs:
+            job.cancel()
+        raise
+    for job in jobs:
+        job.result()  # waits; raises if the background writer failed
     truth.write_truth(ctx, files)
     return files

@@ -19,6 +19,8 @@ from jingzhun.demo.sessions import MEMBER_DAY, persona_codes, sessions_of
 P_SPONGE_GIVEN_FOUNDATION = 0.45  # planted: a foundation basket gets a sponge w.p. 0.45
 EXTRA_ITEMS_MEAN = 0.35  # Poisson mean of extra lines at aov_multiplier 1
 COUPON_USE = np.array([0.20, 0.15, 0.20, 0.70, 0.10])  # per persona, on own channels
+STORE_GOLD_RATE = 0.95  # 折扣 for gold and diamond members in stores
+STORE_MEMBER_DAY_RATE = 0.90  # 折扣 for any member in stores on member day
 # (code, threshold CNY, amount off CNY); rate coupons have amount < 1 (fraction off).
 COUPONS = (("NEW20", 0.0, 20.0), ("MJ199-30", 199.0, 30.0), ("MJ399-80", 399.0, 80.0),
            ("VIPDAY-90", 0.0, 0.10))
@@ -66,6 +68,7 @@ def build_orders(ctx: DemoContext) -> Orders:
     price = np.asarray(ctx.catalog["price"], dtype=float)[line_sku]
     coupon = _coupons(ctx, rng, idx, person)
     discount = _discounts(rng, sess.channel[idx], coupon, line_order, qty * price)
+    discount += _store_member_discount(ctx, idx, person, line_order, qty * price)
     ctx.report("orders", len(idx), len(idx))
     return Orders(idx, person, sess.channel[idx], coupon, line_order, line_sku, qty, price,
                   discount)
@@ -158,6 +161,22 @@ def _discounts(rng: np.random.Generator, channel: np.ndarray, coupon: np.ndarray
     discount += np.where(promo, np.round(line_value * rng.uniform(0.05, 0.15, len(line_order)),
                                          2), 0.0)
     return np.round(discount, 2)
+
+
+def _store_member_discount(ctx: DemoContext, idx: np.ndarray, person: np.ndarray,
+                           line_order: np.ndarray, line_value: np.ndarray) -> np.ndarray:
+    """Store receipts: gold/diamond members pay 95%, any member 90% on member day."""
+    sess = sessions_of(ctx)
+    pop = ctx.population
+    store = sess.channel[idx] == 3
+    level = pop["member_level"][person]
+    day = np.datetime64(ctx.start, "D") + sess.day[idx].astype("timedelta64[D]")
+    member_day = (day - day.astype("datetime64[M]")).astype(int) + 1 == MEMBER_DAY
+    member = np.asarray(pop["member_id"].is_valid())[person]
+    rate = np.where(member & member_day, STORE_MEMBER_DAY_RATE,
+                    np.where(np.isin(level, ["金卡", "钻石"]), STORE_GOLD_RATE, 1.0))
+    rate = np.where(store, rate, 1.0)[line_order]
+    return np.round(line_value * (1 - rate), 2)
 
 
 def applied_coupons(orders: Orders) -> np.ndarray:

@@ -19,7 +19,7 @@ Everything is array arithmetic over all candidates at once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 
 import numpy as np
 
@@ -29,9 +29,10 @@ from jingzhun.demo.calendar import (
     day_index,
     holiday_window_mask,
 )
-from jingzhun.demo.context import CATEGORIES, DemoContext, Population
+from jingzhun.demo.context import PERSONAS, DemoContext, Population
 from jingzhun.demo.people import CHURN_HALF_LIFE_DAYS
 from jingzhun.demo.products import ProductSampler
+from jingzhun.demo.spike import spike_sessions
 from jingzhun.demo.vectors import choice_per_row
 
 CHANNELS = ("web", "app", "miniprogram", "store", "tmall", "jd", "douyin_shop")
@@ -109,10 +110,7 @@ def simulate_sessions(ctx: DemoContext) -> Sessions:
     sampler = ProductSampler(ctx.catalog, pop, ctx.start)
     normal = _normal_sessions(ctx, sampler)
     signup = _signup_sessions(ctx, sampler)
-    parts = [normal, signup]
-    from jingzhun.demo.spike import spike_sessions
-
-    parts.append(spike_sessions(ctx, normal))
+    parts = [normal, signup, spike_sessions(ctx, normal)]
     merged = Sessions(**{f: np.concatenate([getattr(p, f) for p in parts])
                          for f in Sessions.__dataclass_fields__})
     order = np.lexsort((merged.person, merged.second, merged.day))
@@ -142,8 +140,6 @@ def _normal_sessions(ctx: DemoContext, sampler: ProductSampler) -> Sessions:
 
 def persona_codes(pop: Population) -> np.ndarray:
     """Persona as an int index into PERSONAS."""
-    from jingzhun.demo.context import PERSONAS
-
     codes = np.zeros(pop.size, dtype=np.int8)
     for k, name in enumerate(PERSONAS):
         codes[pop["persona"] == name] = k
@@ -288,10 +284,3 @@ def signup_channels(ctx: DemoContext) -> np.ndarray:
     channel = np.where(member, channel, -1).astype(np.int8)
     ctx.shared["signup_channel"] = channel
     return channel
-
-
-def period_days(start: date, end: date) -> list[date]:
-    return [start + timedelta(days=k) for k in range((end - start).days + 1)]
-
-
-__all__ = ["CATEGORIES", "CHANNELS", "Sessions", "sessions_of"]
