@@ -46,7 +46,7 @@ def test_migrate_and_pipeline_report_in_chinese(initialized: Path) -> None:
     assert migrated.returncode == 0 and "最新版本" in migrated.stdout
     piped = run("pipeline", "--workspace", str(initialized), language="zh")
     assert piped.returncode == 0, piped.stderr
-    assert "流水线完成" in piped.stdout and "events" in piped.stdout
+    assert "流水线完成" in piped.stdout and "表结构版本 4" in piped.stdout
 
 
 def test_sql_prints_table_csv_and_json(initialized: Path) -> None:

@@ -115,10 +115,13 @@ def pipeline(workspace: WorkspaceOption = None, engine: EngineOption = None) -> 
 
         results = run_pipeline(opened, storage, on_stage)
         progress.update(task, completed=len(results))
-    summary = Table(t("table.stage", language), t("table.table", language), t("table.rows", language))
+    summary = Table(t("table.stage", language), t("table.tables", language), t("table.rows", language),
+                    t("table.notes", language))
     for result in results:
-        for table_name, rows in result.tables.items():
-            summary.add_row(result.stage, table_name, f"{rows:,}")
+        filled = {name: rows for name, rows in result.tables.items() if rows}
+        detail = [f"{name} {rows:,}" for name, rows in filled.items()]
+        detail += [t(note.key, language, **note.values) for note in result.notes]
+        summary.add_row(result.stage, str(len(result.tables)), f"{sum(filled.values()):,}", "\n".join(detail))
     console.print(summary)
     console.print(t("pipeline.done", language, count=len(results), seconds=time.perf_counter() - started))
 

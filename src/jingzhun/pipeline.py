@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 
 from jingzhun.core.workspace import Workspace
 from jingzhun.engine import Engine
-from jingzhun.schema import canonical_tables, migrate
+from jingzhun.schema import canonical_tables, current_version, migrate
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something a stage reports, as an i18n message key and its values."""
+
+    key: str
+    values: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -24,7 +32,7 @@ class StageResult:
     stage: str
     seconds: float
     tables: dict[str, int] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -42,7 +50,8 @@ def _schema_stage(workspace: Workspace, engine: Engine) -> StageResult:
     started = time.perf_counter()
     applied = migrate(engine)
     counts = {table.name: engine.row_count(table.name) for table in canonical_tables()}
-    notes = [f"migration {m.version}: {m.name}" for m in applied]
+    notes = [Note("note.migration_applied", {"version": m.version, "name": m.name}) for m in applied]
+    notes.append(Note("note.schema_version", {"version": current_version(engine)}))
     return StageResult("schema", time.perf_counter() - started, counts, notes)
 
 
