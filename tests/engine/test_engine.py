@@ -108,3 +108,16 @@ def test_tables_survive_reopening(engine: Engine, tmp_path, request) -> None:
     reopened = make_engine(engine.NAME, tmp_path, request)
     assert reopened.row_count("orders") == 2
     reopened.close()
+
+
+def test_hints_shape_storage_but_not_results(engine: Engine, tmp_path) -> None:
+    from jingzhun.engine import MaterializeHints
+
+    engine.write_table("orders", _orders([f"o{i}" for i in range(50)]))
+    handle = engine.materialize(
+        "orders_copy", "SELECT order_id, placed_at FROM orders", MaterializeHints(expected_rows=50)
+    )
+    assert handle.row_count() == 50
+    if engine.NAME == "spark":  # a small table is one Parquet file, not one per partition
+        version = tmp_path / "spark-warehouse" / "orders_copy" / handle.physical_name.split("/")[1]
+        assert len(list(version.glob("part-*.parquet"))) == 1

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 CURRENT = "_current"
+SMALL_TABLE_ROWS = 1_000_000  # a table this small is written as a single Parquet file
 
 
 def spark_type(duckdb_type: str) -> str:
@@ -142,6 +143,8 @@ class SparkEngine(Engine):
     def _materialize(self, name: str, select_sql: str, hints: MaterializeHints) -> str:
         version = self._next_version(name)
         frame = self.spark.sql(select_sql)
+        if hints.expected_rows is not None and hints.expected_rows <= SMALL_TABLE_ROWS:
+            frame = frame.coalesce(1)  # one file, not one per shuffle partition
         writer = frame.write.mode("error")
         if hints.partition_by:
             writer = writer.partitionBy(*hints.partition_by)
