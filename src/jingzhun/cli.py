@@ -75,7 +75,7 @@ def init(
 
     settings = {"name": name or directory.resolve().name, "timezone": timezone, "currency": currency,
                 "language": language, "engine": {"kind": engine}, "pii": {"mode": pii}}
-    config = parse_config(settings, Path("--options"))
+    config = parse_config(settings, Path("command line"))
     workspace = init_workspace(directory, config)
     with open_engine(workspace) as storage:
         migrate(storage)
