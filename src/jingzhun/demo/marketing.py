@@ -336,29 +336,6 @@ def set_rows(values: pa.Array, index: np.ndarray, replacement: str | None) -> pa
 # ---------------------------------------------------------------- sampling
 
 
-def weighted_sample(rng: np.random.Generator, weights: np.ndarray, k: int) -> np.ndarray:
-    """k distinct indices drawn with probability proportional to weight.
-
-    Efraimidis-Spirakis keys (u ** (1/w)) with a partial sort: O(n), vectorized,
-    where numpy's choice(replace=False, p=...) would be far slower at 1M rows.
-    """
-    w = np.asarray(weights, dtype=float)
-    positive = np.flatnonzero(w > 0)
-    k = min(k, len(positive))
-    if k == 0:
-        return np.empty(0, dtype=np.int64)
-    keys = np.log(rng.random(len(positive))) / w[positive]
-    top = np.argpartition(-keys, k - 1)[:k]
-    return np.sort(positive[top])
-
-
-def top_k(rng: np.random.Generator, weights: np.ndarray, k: int) -> np.ndarray:
-    """Per row, k distinct column indices drawn proportionally to weight (Gumbel keys)."""
-    with np.errstate(divide="ignore"):
-        keys = np.log(rng.random(weights.shape)) / weights
-    return np.argsort(-keys, axis=1)[:, :k]
-
-
 def sample_by_band(rng: np.random.Generator, candidates: np.ndarray, band: np.ndarray,
                    shares: np.ndarray, n: int) -> np.ndarray:
     """Draw about n of `candidates` so age-band shares match `shares` exactly.

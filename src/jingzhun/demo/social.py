@@ -37,10 +37,9 @@ from jingzhun.demo.marketing import (
     sample_by_band,
     set_rows,
     span_days,
-    top_k,
     write_truth_table,
 )
-from jingzhun.demo.vectors import URLSAFE, concat, digit_strings, random_strings
+from jingzhun.demo.vectors import URLSAFE, concat, digit_strings, random_strings, top_k
 
 # Shares per AGE_BANDS (16-24, 25-29, 30-34, 35-39, 40-49, 50+), age on the last day.
 FAN_AGE_SHARES = np.array([0.05, 0.12, 0.32, 0.30, 0.15, 0.06])  # 30-39: 62%

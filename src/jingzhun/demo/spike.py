@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from jingzhun.demo.catalog import spike_date
+from jingzhun.demo.vectors import weighted_sample
 
 if TYPE_CHECKING:
     from jingzhun.demo.context import DemoContext
@@ -45,7 +46,7 @@ def spike_sessions(ctx: DemoContext, normal: Sessions) -> Sessions:
     days = np.full(pop.size, day)
     weight = (SPIKE_PERSONA_WEIGHT[persona_codes(pop)] * pop["activity"]
               * churn_decay(ctx, np.arange(pop.size), days) * eligible)
-    person = _weighted_sample(rng, weight, n)
+    person = weighted_sample(rng, weight, n)
     app = pop["uses_app"][person] & (~pop["uses_web"][person] | (rng.random(len(person)) < 0.7))
     member = np.asarray(pop["member_id"].is_valid())[person]
     second = (20 * 3600 + rng.gamma(2.0, 1800.0, len(person))).clip(max=86399)
@@ -60,18 +61,6 @@ def _spike_volume(normal: Sessions, day: int) -> int:
     """SPIKE_FACTOR x mean daily web+app visits over the 14 days before the spike."""
     before = (normal.day >= day - 14) & (normal.day < day) & (normal.channel <= 1)
     return int(round(SPIKE_FACTOR * before.sum() / 14))
-
-
-def _weighted_sample(rng: np.random.Generator, weight: np.ndarray, n: int) -> np.ndarray:
-    """n distinct indices drawn with probability proportional to weight
-    (Efraimidis-Spirakis keys: top-n of u**(1/w), one vectorized pass)."""
-    positive = np.flatnonzero(weight > 0)
-    n = min(n, len(positive))
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    keys = np.log(rng.random(len(positive))) / weight[positive]
-    top = np.argpartition(-keys, n - 1)[:n]
-    return np.sort(positive[top])
 
 
 def spike_info(ctx: DemoContext) -> dict[str, object]:

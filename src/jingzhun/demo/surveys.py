@@ -28,10 +28,9 @@ from jingzhun.demo.marketing import (
     pick_malformed,
     span_days,
     to_str,
-    weighted_sample,
     write_truth_table,
 )
-from jingzhun.demo.vectors import concat
+from jingzhun.demo.vectors import concat, weighted_sample
 
 RESPONSE_RATE = 0.02  # respondents per person (at least MIN_RESPONDENTS)
 MIN_RESPONDENTS = 600

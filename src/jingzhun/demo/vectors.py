@@ -112,3 +112,26 @@ def ean13(body12: np.ndarray) -> pa.Array:
     weights = np.where(np.arange(12) % 2 == 0, 1, 3)
     check = (10 - (digits * weights).sum(axis=1) % 10) % 10
     return bytes_to_str(DIGITS[np.hstack([digits, check[:, None]])])
+
+
+def weighted_sample(rng: np.random.Generator, weights: np.ndarray, k: int) -> np.ndarray:
+    """k distinct indices drawn with probability proportional to weight.
+
+    Efraimidis-Spirakis keys (u ** (1/w)) with a partial sort: O(n), vectorized,
+    where numpy's choice(replace=False, p=...) would be far slower at 1M rows.
+    """
+    w = np.asarray(weights, dtype=float)
+    positive = np.flatnonzero(w > 0)
+    k = min(k, len(positive))
+    if k == 0:
+        return np.empty(0, dtype=np.int64)
+    keys = np.log(rng.random(len(positive))) / w[positive]
+    top = np.argpartition(-keys, k - 1)[:k]
+    return np.sort(positive[top])
+
+
+def top_k(rng: np.random.Generator, weights: np.ndarray, k: int) -> np.ndarray:
+    """Per row, k distinct column indices drawn proportionally to weight (Gumbel keys)."""
+    with np.errstate(divide="ignore"):
+        keys = np.log(rng.random(weights.shape)) / weights
+    return np.argsort(-keys, axis=1)[:, :k]
