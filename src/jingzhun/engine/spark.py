@@ -63,7 +63,13 @@ def build_spark_session(master: str, app_name: str, conf: dict[str, str]) -> Spa
     # the first line and the SQL instead, so keep that logger quiet.
     logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
     builder = SparkSession.builder.master(master).appName(app_name)
-    settings = {"spark.sql.session.timeZone": "UTC", "spark.ui.showConsoleProgress": "false"}
+    settings = {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.ui.showConsoleProgress": "false",
+        # Spark's default INT96 timestamps read back in pyarrow as naive nanoseconds, and
+        # files pyarrow then appends no longer match; standard UTC microseconds round-trip.
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    }
     settings.update(conf)
     for key, value in settings.items():
         builder = builder.config(key, value)

@@ -78,6 +78,12 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "consent and governance", _creates(
         t.CONSENTS, t.SUPPRESSIONS, t.AUDIT_LOG, t.USERS, t.API_KEYS,
     )),
+    Migration(5, "import runs and where quarantined rows came from", (
+        CreateTable(t.IMPORTS),
+        AddColumn("quarantine", Column("import_id", "VARCHAR", description="the import run, if from a file")),
+        AddColumn("quarantine", Column("source_file", "VARCHAR", description="file the row came from")),
+        AddColumn("quarantine", Column("line_no", "BIGINT", description="line or row number in that file")),
+    )),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
@@ -127,5 +133,13 @@ def _record(engine: Engine, migration: Migration) -> None:
 
 
 def canonical_tables() -> list[t.TableDef]:
-    """Every canonical table the latest schema holds, in creation order."""
-    return [step.table for m in MIGRATIONS for step in m.steps if isinstance(step, CreateTable)]
+    """Every canonical table at the latest schema, columns added by later migrations included."""
+    added: dict[str, list[Column]] = {}
+    for migration in MIGRATIONS:
+        for step in migration.steps:
+            if isinstance(step, AddColumn):
+                added.setdefault(step.table, []).append(step.column)
+    return [
+        t.TableDef(step.table.name, step.table.description, step.table.columns + tuple(added.get(step.table.name, ())))
+        for m in MIGRATIONS for step in m.steps if isinstance(step, CreateTable)
+    ]

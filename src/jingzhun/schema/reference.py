@@ -6,18 +6,20 @@ documentation cannot drift from the schema.
 
 from __future__ import annotations
 
-from jingzhun.schema.migrations import MIGRATIONS, CreateTable
+from jingzhun.schema.migrations import MIGRATIONS, AddColumn, canonical_tables
 
 
 def schema_reference_markdown() -> str:
     """Markdown tables of every canonical table, grouped by the migration that adds it."""
     lines: list[str] = []
+    latest = {table.name: table for table in canonical_tables()}
     for migration in MIGRATIONS:
         lines += [f"### Migration {migration.version}: {migration.name}", ""]
         for step in migration.steps:
-            if not isinstance(step, CreateTable):
+            if isinstance(step, AddColumn):
+                lines += [f"- adds `{step.table}.{step.column.name}` ({step.column.type}): {step.column.description}", ""]
                 continue
-            table = step.table
+            table = latest[step.table.name]
             lines += [f"#### `{table.name}`", "", table.description, "",
                       "| column | type | null | meaning |", "|---|---|---|---|"]
             for column in table.columns:

@@ -149,6 +149,17 @@ QUARANTINE = table(
     "retried_at TIMESTAMPTZ",
 )
 
+IMPORTS = table(
+    "imports", "One row per file import run: what was read, loaded, set aside, and where it stopped.",
+    "import_id VARCHAR NOT NULL", "kind VARCHAR NOT NULL -- pos_sales | crm_members | online_orders | ...",
+    "source_id VARCHAR", "file_path VARCHAR NOT NULL", "file_sha256 VARCHAR NOT NULL",
+    "mapping VARCHAR -- JSON: the mapping used", "encoding VARCHAR",
+    "started_at TIMESTAMPTZ NOT NULL", "finished_at TIMESTAMPTZ",
+    "status VARCHAR NOT NULL -- running | finished | failed",
+    "rows_read BIGINT", "rows_loaded BIGINT", "rows_quarantined BIGINT", "rows_duplicate BIGINT",
+    "resume_row BIGINT -- rows of the file fully handled; an interrupted import resumes here",
+)
+
 # ---- identify and portray ----------------------------------------------------------
 
 IDENTITIES = table(

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from jingzhun.schema import LATEST_VERSION
+
 JINGZHUN = str(Path(sys.executable).parent / "jingzhun")
 
 
@@ -46,7 +48,7 @@ def test_migrate_and_pipeline_report_in_chinese(initialized: Path) -> None:
     assert migrated.returncode == 0 and "最新版本" in migrated.stdout
     piped = run("pipeline", "--workspace", str(initialized), language="zh")
     assert piped.returncode == 0, piped.stderr
-    assert "流水线完成" in piped.stdout and "表结构版本 4" in piped.stdout
+    assert "流水线完成" in piped.stdout and f"表结构版本 {LATEST_VERSION}" in piped.stdout
 
 
 def test_sql_prints_table_csv_and_json(initialized: Path) -> None:
@@ -56,9 +58,9 @@ def test_sql_prints_table_csv_and_json(initialized: Path) -> None:
     lines = as_csv.stdout.strip().splitlines()
     assert lines[0] == '"version","name"' and lines[1].startswith("1,")
     as_json = run("sql", query, "-w", str(initialized), "--format", "json")
-    assert [row["version"] for row in json.loads(as_json.stdout)] == [1, 2, 3, 4]
+    assert [row["version"] for row in json.loads(as_json.stdout)] == list(range(1, LATEST_VERSION + 1))
     as_table = run("sql", query, "-w", str(initialized))
-    assert "identity graph" in as_table.stdout and "4 rows" in as_table.stdout
+    assert "identity graph" in as_table.stdout and f"{LATEST_VERSION} rows" in as_table.stdout
 
 
 def test_sql_refuses_writes(initialized: Path) -> None:

@@ -1,9 +1,4 @@
-"""`jingzhun …`: the command line, a thin shell over the stages' public functions.
-
-Every command takes `--workspace` (default: JINGZHUN_WORKSPACE, then the current
-folder). Errors jingzhun raises on purpose are printed as one message with the fix,
-in the user's language, never as a traceback.
-"""
+"""The foundation's commands: init, migrate, pipeline, sql and demo generate."""
 
 from __future__ import annotations
 
@@ -16,48 +11,24 @@ from typing import Annotated
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from jingzhun.core import (
-    JingzhunError,
-    WorkspaceConfig,
-    current_language,
-    init_workspace,
-    open_workspace,
-    t,
+from jingzhun.cli.common import (
+    EngineOption,
+    WorkspaceOption,
+    app,
+    console,
+    language_of,
+    progress_bar,
 )
-from jingzhun.core.workspace import WORKSPACE_ENV, Workspace
+from jingzhun.core import JingzhunError, WorkspaceConfig, init_workspace, open_workspace, t
 from jingzhun.engine import open_engine
 from jingzhun.engine.dialects import parse_read_only
 from jingzhun.pipeline import run_pipeline
 from jingzhun.schema import LATEST_VERSION, current_version, migrate
 
-app = typer.Typer(
-    name="jingzhun",
-    help="精准 jingzhun — precision marketing on DuckDB or Spark. 开源精准营销平台。",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
 demo_app = typer.Typer(help="Demo data. 演示数据。", no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
-
-console = Console()
-errors = Console(stderr=True)
-
-WorkspaceOption = Annotated[
-    Path | None,
-    typer.Option("--workspace", "-w", envvar=WORKSPACE_ENV, help="Workspace folder. 工作区目录。"),
-]
-EngineOption = Annotated[
-    str | None, typer.Option("--engine", "-e", help="duckdb or spark; default from jingzhun.yaml.")
-]
-
-
-def _language(workspace: Workspace | None = None) -> str:
-    return current_language(workspace.config.language if workspace else None)
 
 
 @app.command()
@@ -79,7 +50,7 @@ def init(
     workspace = init_workspace(directory, config)
     with open_engine(workspace) as storage:
         migrate(storage)
-    console.print(t("init.created", _language(workspace), path=workspace.root, timezone=config.timezone,
+    console.print(t("init.created", language_of(workspace), path=workspace.root, timezone=config.timezone,
                     currency=config.currency, engine=config.engine.kind))
 
 
@@ -87,7 +58,7 @@ def init(
 def migrate_command(workspace: WorkspaceOption = None, engine: EngineOption = None) -> None:
     """Bring the workspace's tables to the latest schema version. 升级数据表结构。"""
     opened = open_workspace(workspace)
-    language = _language(opened)
+    language = language_of(opened)
     with open_engine(opened, engine) as storage:
         old = current_version(storage)
         applied = migrate(storage)
@@ -103,9 +74,9 @@ def migrate_command(workspace: WorkspaceOption = None, engine: EngineOption = No
 def pipeline(workspace: WorkspaceOption = None, engine: EngineOption = None) -> None:
     """Run every pipeline stage that exists, with progress. 运行数据流水线。"""
     opened = open_workspace(workspace)
-    language = _language(opened)
+    language = language_of(opened)
     started = time.perf_counter()
-    with open_engine(opened, engine) as storage, _progress() as progress:
+    with open_engine(opened, engine) as storage, progress_bar() as progress:
         task = progress.add_task("pipeline", total=None)
 
         def on_stage(stage, index: int, total: int) -> None:
@@ -141,7 +112,7 @@ def sql(
         raise typer.BadParameter("use table, csv or json / 请使用 table、csv 或 json", param_hint="--format")
     with open_engine(opened, engine, read_only=True) as storage:
         result = storage.query(statement)
-    _print_result(result, output, max_rows, _language(opened))
+    _print_result(result, output, max_rows, language_of(opened))
 
 
 def _print_result(result: pa.Table, output: str, max_rows: int, language: str) -> None:
@@ -182,9 +153,9 @@ def demo_generate(
         opened = init_workspace(directory, WorkspaceConfig(name="演示零售品牌 demo retailer"))
         with open_engine(opened) as storage:
             migrate(storage)
-    language = _language(opened)
+    language = language_of(opened)
     console.print(t("demo.generating", language, persons=f"{persons:,}", seed=seed))
-    with _progress() as progress:
+    with progress_bar() as progress:
         tasks: dict[str, int] = {}
 
         def report(step: str, done: int, total: int) -> None:
@@ -220,20 +191,3 @@ def _day(text: str, option: str) -> date:
                                  param_hint=option) from None
 
 
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                    TimeElapsedColumn(), console=console, transient=False)
-
-
-def main() -> None:
-    """Console-script entry point: turn jingzhun's errors into one clear message."""
-    try:
-        app()
-    except JingzhunError as problem:
-        errors.print(f"[bold red]{t('error.title')}:[/] {problem.describe(current_language())}",
-                     highlight=False, markup=True)
-        raise SystemExit(2) from None
-
-
-if __name__ == "__main__":
-    main()

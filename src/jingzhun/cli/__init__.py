@@ -1,0 +1,23 @@
+"""`jingzhun …`: the command line, a thin shell over the stages' public functions.
+
+Every command takes `--workspace` (default: JINGZHUN_WORKSPACE, then the current
+folder). Errors jingzhun raises on purpose are printed as one message with the fix,
+in the user's language, never as a traceback. Each module here registers its
+commands on the shared `app` when imported.
+"""
+
+from __future__ import annotations
+
+from jingzhun.cli import foundation  # noqa: F401  (registers init, migrate, pipeline, sql, demo)
+from jingzhun.cli.common import app, errors
+from jingzhun.core import JingzhunError, current_language, t
+
+
+def main() -> None:
+    """Console-script entry point: turn jingzhun's errors into one clear message."""
+    try:
+        app()
+    except JingzhunError as problem:
+        errors.print(f"[bold red]{t('error.title')}:[/] {problem.describe(current_language())}",
+                     highlight=False, markup=True)
+        raise SystemExit(2) from None

@@ -1,0 +1,43 @@
+"""What every command shares: the Typer app, consoles, common options, progress."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+from jingzhun.core import current_language
+from jingzhun.core.workspace import WORKSPACE_ENV, Workspace
+
+app = typer.Typer(
+    name="jingzhun",
+    help="精准 jingzhun — precision marketing on DuckDB or Spark. 开源精准营销平台。",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+console = Console()
+errors = Console(stderr=True)
+
+WorkspaceOption = Annotated[
+    Path | None,
+    typer.Option("--workspace", "-w", envvar=WORKSPACE_ENV, help="Workspace folder. 工作区目录。"),
+]
+EngineOption = Annotated[
+    str | None, typer.Option("--engine", "-e", help="duckdb or spark; default from jingzhun.yaml.")
+]
+
+
+def language_of(workspace: Workspace | None = None) -> str:
+    """The language to print in: the user's JINGZHUN_LANG, else the workspace's."""
+    return current_language(workspace.config.language if workspace else None)
+
+
+def progress_bar() -> Progress:
+    """The progress display every long command uses."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                    TimeElapsedColumn(), console=console, transient=False)
