@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
-from jingzhun.core import current_language
+from jingzhun.core import current_language, t
 from jingzhun.core.workspace import WORKSPACE_ENV, Workspace
 
 app = typer.Typer(
@@ -41,3 +46,20 @@ def progress_bar() -> Progress:
     """The progress display every long command uses."""
     return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                     TimeElapsedColumn(), console=console, transient=False)
+
+
+def print_result(result: pa.Table, output: str, max_rows: int, language: str) -> None:
+    """Rows as a Rich table (first `max_rows`), CSV or JSON on standard output."""
+    if output == "csv":
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(result, sink)
+        sys.stdout.write(sink.getvalue().to_pybytes().decode("utf-8"))
+        return
+    if output == "json":
+        sys.stdout.write(json.dumps(result.to_pylist(), ensure_ascii=False, default=str) + "\n")
+        return
+    shown = Table(*result.column_names)
+    for row in result.slice(0, max_rows).to_pylist():
+        shown.add_row(*("" if value is None else str(value) for value in row.values()))
+    console.print(shown)
+    console.print(t("sql.rows", language, count=result.num_rows))

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from datetime import date
 from pathlib import Path
 from typing import Annotated
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
 import typer
 from rich.table import Table
 
@@ -19,6 +16,7 @@ from jingzhun.cli.common import (
     app,
     console,
     language_of,
+    print_result,
     progress_bar,
 )
 from jingzhun.core import JingzhunError, WorkspaceConfig, init_workspace, open_workspace, t
@@ -112,25 +110,7 @@ def sql(
         raise typer.BadParameter("use table, csv or json / 请使用 table、csv 或 json", param_hint="--format")
     with open_engine(opened, engine, read_only=True) as storage:
         result = storage.query(statement)
-    _print_result(result, output, max_rows, language_of(opened))
-
-
-def _print_result(result: pa.Table, output: str, max_rows: int, language: str) -> None:
-    if output == "csv":
-        sink = pa.BufferOutputStream()
-        pacsv.write_csv(result, sink)
-        sys.stdout.write(sink.getvalue().to_pybytes().decode("utf-8"))
-        return
-    if output == "json":
-        import json
-
-        sys.stdout.write(json.dumps(result.to_pylist(), ensure_ascii=False, default=str) + "\n")
-        return
-    shown = Table(*result.column_names)
-    for row in result.slice(0, max_rows).to_pylist():
-        shown.add_row(*("" if value is None else str(value) for value in row.values()))
-    console.print(shown)
-    console.print(t("sql.rows", language, count=result.num_rows))
+    print_result(result, output, max_rows, language_of(opened))
 
 
 @demo_app.command("generate")
