@@ -9,7 +9,7 @@ DEMO_DIR ?= demo-workspace
 DEMO_PERSONS ?= 20000
 DEMO_SEED ?= 42
 
-.PHONY: demo test test-fast lint bench venv java clean
+.PHONY: demo test test-fast lint bench venv java node clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,12 +36,18 @@ java:
 
 demo: $(VENV)/.installed-base
 	$(BIN)/jingzhun demo generate $(DEMO_DIR) --persons $(DEMO_PERSONS) --seed $(DEMO_SEED)
+	$(BIN)/jingzhun demo load $(DEMO_DIR)
 	$(BIN)/jingzhun pipeline --workspace $(DEMO_DIR)
 	@echo
 	@echo "Demo workspace ready: $(DEMO_DIR)/  (source files in $(DEMO_DIR)/data, database $(DEMO_DIR)/warehouse.duckdb)"
 	@echo "Try: $(BIN)/jingzhun sql \"SELECT table_name FROM information_schema.tables\" --workspace $(DEMO_DIR)"
 
-test: $(VENV)/.installed-dev java
+# The collector tests drive the official @segment/analytics-node SDK as a real client.
+NODE_CLIENT := tests/collect/collector/node
+node:
+	npm ci --prefix $(NODE_CLIENT) --no-audit --no-fund
+
+test: $(VENV)/.installed-dev java node
 	$(BIN)/python -m pytest -m "spark or not spark" -p no:cacheprovider
 
 test-fast: $(VENV)/.installed-dev

@@ -8,8 +8,13 @@ commands on the shared `app` when imported.
 
 from __future__ import annotations
 
-from jingzhun.cli import foundation  # noqa: F401  (registers init, migrate, pipeline, sql, demo)
-from jingzhun.cli import reports  # noqa: F401  (registers report)
+from jingzhun.cli import (
+    collector,  # noqa: F401
+    demo_load,  # noqa: F401  (registers demo load)
+    foundation,  # noqa: F401  (registers init, migrate, pipeline, sql, demo)
+    imports,  # noqa: F401
+    reports,  # noqa: F401  (registers report)
+)
 from jingzhun.cli.common import app, errors
 from jingzhun.core import JingzhunError, current_language, t
 

@@ -72,3 +72,56 @@ def reasons_summary(engine: Engine, import_id: str | None = None) -> dict[str, i
         query = query.where(exp.column("import_id").eq(exp.convert(import_id)))
     counted = engine.query(query)
     return dict(zip(counted.column("reason_code").to_pylist(), pc.cast(counted.column("n"), pa.int64()).to_pylist(), strict=True))
+
+
+def mark_retried(engine: Engine, quarantine_ids: list[str]) -> int:
+    """Mark quarantined records as `retried` (their data has now been loaded).
+
+    Engines without UPDATE (Spark over Parquet) rewrite the table: quarantine is
+    small next to the data it guards.
+    """
+    if not quarantine_ids:
+        return 0
+    ids = exp.column("quarantine_id").isin(*[exp.convert(value) for value in quarantine_ids])
+    now = exp.cast(exp.convert(datetime.now(UTC).isoformat()), "TIMESTAMPTZ")
+    if engine.SUPPORTS_UPDATE_DELETE:
+        engine.execute(exp.update(QUARANTINE, {"status": exp.convert("retried"), "retried_at": now}, where=ids))
+        return len(quarantine_ids)
+    rows = engine.read_table(QUARANTINE)
+    hit = pc.is_in(rows.column("quarantine_id"), pa.array(quarantine_ids, pa.string()))
+    status = pc.if_else(hit, pa.scalar("retried"), rows.column("status"))
+    stamp = pc.if_else(hit, pa.scalar(datetime.now(UTC), pa.timestamp("us", tz="UTC")),
+                       rows.column("retried_at").cast(pa.timestamp("us", tz="UTC")))
+    rows = rows.set_column(rows.schema.get_field_index("status"), "status", status)
+    rows = rows.set_column(rows.schema.get_field_index("retried_at"), "retried_at", stamp)
+    engine.write_table(QUARANTINE, rows, mode="replace")
+    return len(quarantine_ids)
+
+
+def update_reasons(engine: Engine, updates: pa.Table) -> int:
+    """Replace reason_code, reason and field of still-open records after a retry.
+
+    `updates` has quarantine_id, reason_code, reason, field. A row retried after
+    its first problem was fixed (a missing store added) shows its next problem.
+    """
+    if updates.num_rows == 0:
+        return 0
+    if engine.SUPPORTS_UPDATE_DELETE:
+        scratch = "quarantine_reason_updates"
+        engine.write_table(scratch, updates, mode="replace")
+        source = exp.to_table(scratch).as_("u")
+        statement = exp.update(
+            QUARANTINE, {name: exp.column(name, "u") for name in ("reason_code", "reason", "field")},
+            where=exp.column("quarantine_id", QUARANTINE).eq(exp.column("quarantine_id", "u")))
+        statement.set("from_", exp.From(this=source))
+        engine.execute(statement)
+        engine.drop_table(scratch)
+        return updates.num_rows
+    rows = engine.read_table(QUARANTINE)
+    position = pc.index_in(rows.column("quarantine_id"), value_set=updates.column("quarantine_id"))
+    for name in ("reason_code", "reason", "field"):
+        fresh = pc.take(updates.column(name), position)
+        merged = pc.if_else(pc.is_valid(position), fresh, rows.column(name))
+        rows = rows.set_column(rows.schema.get_field_index(name), name, merged)
+    engine.write_table(QUARANTINE, rows, mode="replace")
+    return updates.num_rows

@@ -1,0 +1,105 @@
+"""The collector's commands: `serve` and `source add|list`.
+
+DuckDB allows one writer process: while `jingzhun serve` runs it owns the
+workspace's database, so create sources before starting it (or stop it first).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import duckdb
+import typer
+from rich.table import Table
+
+from jingzhun.cli.common import EngineOption, WorkspaceOption, app, console, language_of
+from jingzhun.collect.collector import KINDS, CollectorError, add_source, create_app, list_sources
+from jingzhun.core import Workspace, open_workspace, t
+from jingzhun.core.i18n import MESSAGES
+from jingzhun.engine import Engine, open_engine
+from jingzhun.schema import migrate
+
+COLLECTOR_MESSAGES: dict[str, dict[str, str]] = {
+    "source.added": {
+        "zh": "已创建数据源 {name}（{kind}，ID {source_id}）。写入密钥只显示这一次，请妥善保存：",
+        "en": "Created source {name} ({kind}, id {source_id}). The write key is shown only once; keep it safe:",
+    },
+    "source.none": {"zh": "还没有数据源；用 `jingzhun source add NAME --kind web` 创建。",
+                    "en": "No sources yet; create one with `jingzhun source add NAME --kind web`."},
+    "serve.listening": {"zh": "采集服务监听 http://{host}:{port}（工作区 {path}）",
+                        "en": "Collector listening on http://{host}:{port} (workspace {path})"},
+    "table.source_id": {"zh": "数据源 ID", "en": "Source id"},
+    "table.name": {"zh": "名称", "en": "Name"},
+    "table.kind": {"zh": "类型", "en": "Kind"},
+    "table.created_at": {"zh": "创建时间", "en": "Created"},
+    "table.status": {"zh": "状态", "en": "Status"},
+}
+MESSAGES.update(COLLECTOR_MESSAGES)
+
+source_app = typer.Typer(help="Collector sources and write keys. 数据源与写入密钥。", no_args_is_help=True)
+app.add_typer(source_app, name="source")
+
+
+@app.command()
+def serve(
+    workspace: WorkspaceOption = None,
+    engine: EngineOption = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+) -> None:
+    """Run the Segment-compatible collector (one process owns the database). 启动采集服务。"""
+    import uvicorn
+
+    opened = open_workspace(workspace)
+    console.print(t("serve.listening", language_of(opened), host=host, port=port, path=opened.root))
+    # One worker on purpose: DuckDB allows one writer process (see docs/collector.md).
+    uvicorn.run(create_app(opened, engine_kind=engine), host=host, port=port, log_level=log_level,
+                workers=1, timeout_graceful_shutdown=30)
+
+
+@source_app.command("add")
+def source_add(
+    name: Annotated[str, typer.Argument(help="Source name, e.g. web-shop.")],
+    kind: Annotated[str, typer.Option(help=f"One of {', '.join(KINDS)}.")] = "web",
+    workspace: WorkspaceOption = None,
+    engine: EngineOption = None,
+) -> None:
+    """Create a source and print its write key once. 创建数据源并显示写入密钥（仅一次）。"""
+    opened = open_workspace(workspace)
+    with _engine(opened, engine) as storage:
+        migrate(storage)
+        source, write_key = add_source(storage, name, kind)
+    console.print(t("source.added", language_of(opened), name=source.name, kind=source.kind,
+                    source_id=source.source_id))
+    console.print(write_key, highlight=False, soft_wrap=True)
+
+
+def _engine(workspace: Workspace, kind: str | None, read_only: bool = False) -> Engine:
+    """Open the engine, explaining DuckDB's one-writer rule if the server holds it."""
+    try:
+        return open_engine(workspace, kind, read_only=read_only and kind in (None, "duckdb"))
+    except duckdb.IOException as failure:
+        raise CollectorError(
+            f"the database is in use by another process ({str(failure).splitlines()[0]}).",
+            fix="stop `jingzhun serve` (it owns the database while it runs), add the source, start it again",
+            message_zh=f"数据库正被另一个进程使用（{str(failure).splitlines()[0]}）。",
+            fix_zh="先停止 `jingzhun serve`（运行时它独占数据库），添加数据源后再启动",
+        ) from None
+
+
+@source_app.command("list")
+def source_list(workspace: WorkspaceOption = None, engine: EngineOption = None) -> None:
+    """List sources (write keys are stored hashed and cannot be shown). 列出数据源。"""
+    opened = open_workspace(workspace)
+    language = language_of(opened)
+    with _engine(opened, engine, read_only=True) as storage:
+        rows = list_sources(storage).to_pylist()
+    if not rows:
+        console.print(t("source.none", language))
+        return
+    table = Table(*(t(f"table.{c}", language) for c in ("source_id", "name", "kind", "created_at", "status")))
+    for row in rows:
+        status = "disabled" if row["disabled_at"] else "enabled"
+        table.add_row(row["source_id"], row["name"], row["kind"], str(row["created_at"]), status)
+    console.print(table)
