@@ -84,6 +84,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         AddColumn("quarantine", Column("source_file", "VARCHAR", description="file the row came from")),
         AddColumn("quarantine", Column("line_no", "BIGINT", description="line or row number in that file")),
     )),
+    Migration(6, "OneID: record owners, merges and splits, overrides, erasure, matches, model runs", (
+        AddColumn("orders", Column("customer_identifiers", "VARCHAR",
+                                   description="JSON {id_type: value}: every buyer identifier the source gave")),
+        *_creates(t.RECORD_PERSONS, t.IDENTITY_CHANGES, t.IDENTITY_OVERRIDES, t.ERASED_IDENTIFIERS,
+                  t.MATCH_CANDIDATES, t.MODEL_RUNS),
+    )),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

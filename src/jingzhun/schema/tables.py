@@ -204,6 +204,55 @@ SCORES = table(
     "score DOUBLE", "computed_at TIMESTAMPTZ NOT NULL",
 )
 
+RECORD_PERSONS = table(
+    "record_persons", "Which person each collected record belongs to, rebuilt with the ID graph "
+    "so a person's history follows merges and splits.",
+    "record_kind VARCHAR NOT NULL -- event | order | source_record | survey_response",
+    "record_id VARCHAR NOT NULL -- message_id | order_id | record_id | response_id",
+    "person_id VARCHAR NOT NULL",
+)
+IDENTITY_CHANGES = table(
+    "identity_changes", "Every merge, split and deletion of persons, with the rule and evidence.",
+    "change_id VARCHAR NOT NULL", "occurred_at TIMESTAMPTZ NOT NULL",
+    "kind VARCHAR NOT NULL -- merge | split | delete",
+    "person_id VARCHAR NOT NULL -- the person that remains (merge) or was split or deleted",
+    "other_person_ids VARCHAR -- JSON list: persons merged into it, or split from it",
+    "rule VARCHAR -- the link rule that caused a merge, or operator_unmerge / erasure_request",
+    "evidence VARCHAR -- JSON: the links (no personal data for deletions)",
+    "actor VARCHAR -- pipeline | a user name",
+)
+IDENTITY_OVERRIDES = table(
+    "identity_overrides", "Operator decisions the ID graph must respect: bind, unbind, unmerge.",
+    "override_id VARCHAR NOT NULL", "kind VARCHAR NOT NULL -- bind | unbind | unmerge",
+    "id_type VARCHAR NOT NULL", "id_value VARCHAR NOT NULL",
+    "other_type VARCHAR", "other_value VARCHAR -- bind: the identifier to join; unbind: the one to part from",
+    "reason VARCHAR", "created_at TIMESTAMPTZ NOT NULL", "created_by VARCHAR", "revoked_at TIMESTAMPTZ",
+)
+ERASED_IDENTIFIERS = table(
+    "erased_identifiers", "Identifiers of persons deleted on request (PIPL/GDPR), kept only as "
+    "salted hashes so a re-import cannot bring them back.",
+    "id_type VARCHAR NOT NULL", "id_hash VARCHAR NOT NULL -- salted SHA-256 of the normalized value",
+    "change_id VARCHAR NOT NULL -- the deletion in identity_changes", "erased_at TIMESTAMPTZ NOT NULL",
+)
+MATCH_CANDIDATES = table(
+    "match_candidates", "Probabilistic matches between records that share no identifier, "
+    "auto-merged above the threshold, queued for review below it.",
+    "candidate_id VARCHAR NOT NULL", "left_type VARCHAR NOT NULL", "left_value VARCHAR NOT NULL",
+    "right_type VARCHAR NOT NULL", "right_value VARCHAR NOT NULL",
+    "match_probability DOUBLE NOT NULL", "match_weight DOUBLE",
+    "status VARCHAR NOT NULL -- auto_merged | pending | accepted | rejected",
+    "evidence VARCHAR -- JSON: per-field comparison levels", "model_version VARCHAR",
+    "created_at TIMESTAMPTZ NOT NULL", "reviewed_by VARCHAR", "reviewed_at TIMESTAMPTZ",
+)
+MODEL_RUNS = table(
+    "model_runs", "Each trained model version with its evaluation, so every score can be traced.",
+    "model VARCHAR NOT NULL -- purchase_propensity | churn | clv | lookalike | recommend | ...",
+    "model_version VARCHAR NOT NULL", "trained_at TIMESTAMPTZ NOT NULL",
+    "train_until TIMESTAMPTZ -- the time split: features before, labels after",
+    "metrics VARCHAR -- JSON: auc, calibration, precision@k, ...", "params VARCHAR -- JSON",
+    "features VARCHAR -- JSON list", "rows_trained BIGINT",
+)
+
 # ---- segment, activate, measure ------------------------------------------------------
 
 SEGMENTS = table(
