@@ -82,3 +82,33 @@ def both_engines(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tup
     yield duck, spark
     duck.close()
     spark.close()
+
+
+@pytest.fixture(scope="session")
+def loaded_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A demo workspace of 1,500 persons loaded the way `make demo` loads it: events over
+    HTTP through the collector, files through the importers. Read-only: tests that write
+    copy it first with `copy_workspace`."""
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("loaded-demo") / "ws"
+    cli = [sys.executable, "-m", "jingzhun"]
+    subprocess.run([*cli, "demo", "generate", str(root), "--persons", "1500", "--seed", "11"],
+                   check=True, capture_output=True)
+    subprocess.run([*cli, "demo", "load", str(root)], check=True, capture_output=True)
+    return root
+
+
+def copy_workspace(source: Path, target: Path) -> Workspace:
+    """A private, writable copy of a workspace (its config, definitions and warehouse)."""
+    import shutil
+
+    from jingzhun.core import open_workspace
+
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("data", "demo-truth", "log"))
+    (target / "log").mkdir(exist_ok=True)
+    for extra in ("data", "demo-truth"):
+        if (source / extra).exists():
+            (target / extra).symlink_to(source / extra)
+    return open_workspace(target)
