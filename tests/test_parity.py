@@ -1,8 +1,8 @@
 """The parity harness: the pipeline and representative queries on DuckDB and Spark.
 
-A small demo workspace is generated once; its source files are read into
-canonical tables on both engines (identical Arrow rows), every pipeline stage runs
-on both, and every canonical table plus each representative query is compared row
+The session's demo workspace (`loaded_demo`: events sent through the collector over
+HTTP, files through the importers) provides the collected tables; the same Arrow rows
+are written to both engines, every pipeline stage runs on both, and every canonical table plus each representative query is compared row
 for row after normalizing types and sorting. Later stages add themselves simply by
 registering in `jingzhun.pipeline.STAGES` (their tables are compared here) and by
 adding queries to tests/parity_queries/.
@@ -15,29 +15,31 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from jingzhun.core import Workspace, WorkspaceConfig, init_workspace
-from jingzhun.engine import Engine
+from jingzhun.core import Workspace, open_workspace
+from jingzhun.engine import Engine, open_engine
 from jingzhun.engine.parity import compare_tables
 from jingzhun.pipeline import run_pipeline
 from jingzhun.schema import canonical_tables, migrate
-from tests.demo_sources import read_demo_sources
 
 QUERY_DIR = Path(__file__).parent / "parity_queries"
 QUERIES = sorted(QUERY_DIR.glob("*.sql"))
 
 
-@pytest.fixture(scope="session")
-def demo_workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    from jingzhun.demo import generate_demo
+COLLECTED = ("sources", "events", "orders", "order_items", "products", "stores", "inventory_movements",
+             "stock_counts", "survey_responses", "benchmarks", "source_records", "ad_spend", "quarantine",
+             "imports")
 
-    workspace = init_workspace(tmp_path_factory.mktemp("parity") / "demo", WorkspaceConfig(name="parity"))
-    generate_demo(workspace.root, persons=1500, seed=7)
-    return workspace
+
+@pytest.fixture(scope="session")
+def demo_workspace(loaded_demo: Path) -> Workspace:
+    return open_workspace(loaded_demo)
 
 
 @pytest.fixture(scope="session")
 def demo_tables(demo_workspace: Workspace) -> dict[str, pa.Table]:
-    return read_demo_sources(demo_workspace.root)
+    """Every collected table as the real collector and importers stored it."""
+    with open_engine(demo_workspace) as engine:
+        return {name: engine.read_table(name) for name in COLLECTED}
 
 
 def load(engine: Engine, tables: dict[str, pa.Table]) -> None:
@@ -64,7 +66,7 @@ def pipelines_on_both(request, tmp_path_factory, demo_workspace: Workspace, demo
 
 def test_demo_sources_fill_the_tables(demo_tables: dict[str, pa.Table]) -> None:
     """The harness must compare real data, not empty tables."""
-    for name in ("events", "orders", "order_items", "products", "stores"):
+    for name in ("events", "orders", "order_items", "products", "stores", "source_records", "quarantine"):
         assert demo_tables[name].num_rows > 0, name
     assert demo_tables["events"].num_rows > demo_tables["orders"].num_rows
     assert len(set(demo_tables["events"].column("channel").to_pylist())) >= 3
