@@ -22,6 +22,7 @@ import orjson
 import pyarrow as pa
 import typer
 from rich.table import Table
+from sqlglot import exp
 
 from jingzhun.cli.common import console, language_of, progress_bar
 from jingzhun.cli.foundation import demo_app
@@ -30,7 +31,7 @@ from jingzhun.collect.collector import add_source, list_sources
 from jingzhun.collect.importers import import_file
 from jingzhun.core import JingzhunError, open_workspace
 from jingzhun.core.workspace import Workspace
-from jingzhun.engine import open_engine
+from jingzhun.engine import Engine, open_engine
 
 # Import order matters: stores and products first, so references resolve.
 DEMO_FILES: tuple[tuple[str, str], ...] = (
@@ -56,8 +57,8 @@ def demo_load(
     """Send the demo's events to the collector and import its files. 加载演示数据。"""
     workspace = open_workspace(directory)
     language = language_of(workspace)
-    keys = _demo_sources(workspace)
-    sent = _send_events(workspace, keys, port or _free_port())
+    sources = _demo_sources(workspace)
+    sent = _send_events(workspace, sources, port or _free_port())
     table = Table("source", "file(s)", "read", "loaded", "quarantined", "duplicate")
     for channel, counts in sent.items():
         table.add_row(f"{channel}_events", "HTTP /v1/import", *(f"{n:,}" for n in counts))
@@ -72,26 +73,28 @@ def demo_load(
     console.print("演示数据已加载" if language == "zh" else "Demo data loaded")
 
 
-def _demo_sources(workspace: Workspace) -> dict[str, str]:
-    """One collector source (and write key) per digital channel."""
+def _demo_sources(workspace: Workspace) -> dict[str, tuple[str, str]]:
+    """One collector source per digital channel: its source_id and write key."""
     suffix = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     with open_engine(workspace) as engine:
         taken = set(list_sources(engine).column("name").to_pylist())
-        return {
-            channel: add_source(engine, name if name not in taken else f"{name}-{suffix}", channel)[1]
-            for channel in CHANNELS for name in [f"demo-{channel}"]
-        }
+        sources = {channel: add_source(engine, name if name not in taken else f"{name}-{suffix}", channel)
+                   for channel in CHANNELS for name in [f"demo-{channel}"]}
+    return {channel: (source.source_id, key) for channel, (source, key) in sources.items()}
 
 
-def _send_events(workspace: Workspace, keys: dict[str, str], port: int) -> dict[str, tuple[int, ...]]:
-    """Run a collector, post every event file to it, wait until all are loaded."""
+def _send_events(workspace: Workspace, sources: dict[str, tuple[str, str]],
+                 port: int) -> dict[str, tuple[int, ...]]:
+    """Run a collector, post every event file to it, wait until all are loaded, and count
+    per channel what the warehouse holds: the collector quarantines bad messages in its
+    loader, so the HTTP answers alone cannot say how many were set aside."""
     server = subprocess.Popen([sys.executable, "-m", "jingzhun", "serve", "-w", str(workspace.root),
                                "--port", str(port)], stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
         _wait(lambda: _get(f"{base}/health") is not None, 60, "the collector did not start")
         unreadable: list[tuple[Path, int, str]] = []
-        sent = {channel: _send_channel(workspace, base, channel, keys[channel], unreadable)
+        sent = {channel: _send_channel(workspace, base, channel, sources[channel][1], unreadable)
                 for channel in CHANNELS}
         _wait(lambda: (_get(f"{base}/health") or {}).get("pending") is False, 600,
               "the collector's loader did not finish")
@@ -99,24 +102,37 @@ def _send_events(workspace: Workspace, keys: dict[str, str], port: int) -> dict[
         server.terminate()
         server.wait(timeout=60)
     _quarantine_unreadable(workspace, unreadable)  # once the collector has released the database
-    return sent
+    with open_engine(workspace, read_only=True) as engine:
+        return {channel: _stored(engine, sources[channel][0], read, unreadable_lines)
+                for channel, (read, unreadable_lines) in sent.items()}
+
+
+def _stored(engine: Engine, source_id: str, read: int, unreadable: int) -> tuple[int, ...]:
+    """read, loaded, quarantined, duplicate for one channel's source, from the warehouse."""
+    source = exp.convert(source_id)
+    loaded = engine.query(exp.select("count(*)").from_("events")
+                          .where(exp.column("source_id").eq(source))).column(0)[0].as_py()
+    rejected = engine.query(exp.select("count(*)").from_("quarantine")
+                            .where(exp.column("source_id").eq(source))).column(0)[0].as_py()
+    return read, loaded, rejected + unreadable, read - loaded - rejected - unreadable
 
 
 def _send_channel(workspace: Workspace, base: str, channel: str, key: str,
-                  unreadable_lines: list[tuple[Path, int, str]]) -> tuple[int, ...]:
+                  unreadable_lines: list[tuple[Path, int, str]]) -> tuple[int, int]:
+    """Post one channel's event files; return lines read and lines that are not JSON."""
     files = sorted((workspace.root / "data" / "events" / channel).glob("*.jsonl"))
-    read = accepted = rejected = 0
+    read = unreadable_count = 0
     with progress_bar() as progress:
         task = progress.add_task(f"{channel} → {base}/v1/import", total=len(files))
         for path in files:
             for batch, unreadable in _batches(path):
                 read += len(batch) + len(unreadable)
-                answer = _post(f"{base}/v1/import", key, batch) if batch else {}
-                accepted += int(answer.get("accepted", len(batch)))
-                rejected += int(answer.get("quarantined", 0)) + len(unreadable)
+                if batch:
+                    _post(f"{base}/v1/import", key, batch)
+                unreadable_count += len(unreadable)
                 unreadable_lines += [(path, number, text) for number, text in unreadable]
             progress.advance(task)
-    return read, accepted, rejected, 0
+    return read, unreadable_count
 
 
 def _batches(path: Path) -> Iterator[tuple[list[dict], list[tuple[int, str]]]]:

@@ -76,6 +76,7 @@ def test_sigkill_mid_load_loses_nothing_acknowledged(server: Server, keyed_works
     sdk.shutdown()
     assert not errors
     server.stop()
+    assert "leaked semaphore" not in server.stderr.read_text()  # a graceful stop leaves nothing behind
     with open_engine(workspace) as engine:
         ids = engine.query("SELECT message_id FROM events").column("message_id").to_pylist()
     assert len(ids) == len(set(ids)), "an event was loaded twice"

@@ -112,6 +112,14 @@ class DurableLog:
 
     def read(self, start: Position, max_bytes: int) -> tuple[list[bytes], Position]:
         """Whole lines from `start` up to the durable end (at most ~max_bytes), and where they end."""
+        chunk, _, end = self.read_chunk(start, max_bytes)
+        return chunk.split(b"\n")[:-1], end
+
+    def read_chunk(self, start: Position, max_bytes: int) -> tuple[bytes, Position, Position]:
+        """Whole lines (each ending in a newline) from `start`, where they begin and where they end.
+
+        They begin at `start` unless the segment is used up, then at the next one's start.
+        """
         durable = self.durable
         position = start
         while position.segment < durable.segment and not self._has_bytes_after(position):
@@ -119,14 +127,18 @@ class DurableLog:
         end = durable.offset if position.segment == durable.segment else None
         path = self.path(position.segment)
         if not path.exists():
-            return [], position
+            return b"", position, position
         with path.open("rb") as handle:
             handle.seek(position.offset)
             limit = max_bytes if end is None else min(max_bytes, end - position.offset)
             chunk = handle.read(max(limit, 0))
         cut = chunk.rfind(b"\n") + 1
-        lines = chunk[:cut].splitlines()
-        return lines, Position(position.segment, position.offset + cut)
+        return chunk[:cut], position, Position(position.segment, position.offset + cut)
+
+    def backlog_bytes(self, position: Position) -> int:
+        """How many bytes of log lie after `position` (what the loader has yet to load)."""
+        sizes = {n: self.path(n).stat().st_size for n in self.segment_numbers() if n >= position.segment}
+        return max(sum(sizes.values()) - (position.offset if position.segment in sizes else 0), 0)
 
     def _has_bytes_after(self, position: Position) -> bool:
         path = self.path(position.segment)

@@ -1,11 +1,18 @@
 """The background loader: durable log → `events` (and `quarantine`), in batches.
 
-It reads whole lines from its checkpoint up to the durable end of the log, maps
-them to `events` rows, drops messageIds already stored (within the batch and by
-an anti-join against `events`), applies tracking plans, writes everything in one
-transaction and only then moves the checkpoint. A crash between the commit and
-the checkpoint replays the same lines on restart; the anti-join makes that
-harmless, so nothing is loaded twice and nothing acknowledged is skipped.
+It reads whole lines from its checkpoint up to the durable end of the log, decodes
+them in bulk (`log_records`: validation, tracking plans, mapping to rows), drops
+messageIds already stored (within the batch and by an anti-join against `events`)
+and quarantine rows already written (their ids come from their place in the log),
+writes everything in one transaction and only then moves the checkpoint. A crash
+between the commit and the checkpoint replays the same lines on restart; the
+anti-joins make that harmless, so nothing is loaded twice and nothing acknowledged
+is skipped.
+
+The loader shares a small machine with the HTTP process, whose acknowledgements are
+latency-critical while loading is not (the log buffers it): it runs at a low CPU
+priority and, under load, waits for a few megabytes of log before it starts a batch,
+so its fixed costs per batch (the anti-join scans `events`) are paid rarely.
 """
 
 from __future__ import annotations
@@ -13,167 +20,148 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
-from multiprocessing.synchronize import Event
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlglot import exp
 
 from jingzhun.collect.collector.durable_log import DurableLog, Position
-from jingzhun.collect.collector.spec import to_event_row
+from jingzhun.collect.collector.log_records import Decoded, RecordDecoder
 from jingzhun.collect.collector.tracking_plan import PlanChecker
-from jingzhun.collect.quarantine import quarantine_rows
 from jingzhun.engine import Engine
 
 log = logging.getLogger(__name__)
 EVENTS = "events"
+QUARANTINE = "quarantine"
 STAGING = "_collector_batch"
 LOADER_NICENESS = 10
 _TS = pa.timestamp("us", tz="UTC")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-_TIME_COLUMNS = ("timestamp", "original_timestamp", "sent_at", "received_at")
-EVENTS_SCHEMA = pa.schema([
-    ("message_id", pa.string()), ("type", pa.string()), ("event", pa.string()), ("name", pa.string()),
-    ("user_id", pa.string()), ("anonymous_id", pa.string()), ("previous_id", pa.string()),
-    ("group_id", pa.string()), ("timestamp", _TS), ("original_timestamp", _TS), ("sent_at", _TS),
-    ("received_at", _TS), ("source_id", pa.string()), ("channel", pa.string()),
-    ("properties", pa.string()), ("context", pa.string()), ("traits", pa.string()),
-])
-
-
-class Batch:
-    """Rows decoded from a run of log lines: events (kept by column, for Arrow) and
-    records to set aside."""
-
-    def __init__(self) -> None:
-        self.columns: dict[str, list[object]] = {name: [] for name in EVENTS_SCHEMA.names}
-        self.quarantined: list[dict[str, object]] = []
-        self._appenders = [(name, values.append) for name, values in self.columns.items()]
-
-    def add_event(self, row: dict[str, object]) -> None:
-        # Arrow converts aware datetimes at ~13 µs each; integers are ~100x cheaper.
-        for name in _TIME_COLUMNS:
-            value = row[name]
-            if value is not None:
-                row[name] = (value - _EPOCH) // _MICROSECOND
-        for name, append in self._appenders:
-            append(row[name])
-
-    def events(self) -> pa.Table:
-        arrays = [pa.array(self.columns[f.name], pa.int64()).cast(f.type) if f.type == _TS
-                  else pa.array(self.columns[f.name], f.type) for f in EVENTS_SCHEMA]
-        return pa.table(arrays, schema=EVENTS_SCHEMA)
-
-
-def decode_lines(lines: list[bytes], plans: PlanChecker, names: dict[str, str]) -> Batch:
-    """Turn log lines (one per request) into event rows and quarantine rows."""
-    batch = Batch()
-    for line in lines:
-        record = orjson.loads(line)
-        source_id = record["s"]
-        for rejected in record.get("q", ()):
-            batch.quarantined.append({"source_id": source_id, "kind": "collector",
-                                      "reason_code": rejected["code"], "reason": rejected["reason"],
-                                      "field": rejected["field"], "payload": rejected["payload"]})
-        for message in record["m"]:
-            _decode_message(message, record, plans, names.get(source_id, ""), batch)
-    return batch
-
-
-def _decode_message(message: dict, record: dict, plans: PlanChecker, name: str, batch: Batch) -> None:
-    action, violations = plans.check(message, record["s"], name) if plans.plans else (None, [])
-    if action == "quarantine":
-        first = violations[0]
-        batch.quarantined.append({
-            "source_id": record["s"], "kind": "collector", "reason_code": f"tracking_plan.{first['code']}",
-            "reason": "; ".join(f"{v['plan']}: {v['reason']}" for v in violations),
-            "field": first["field"], "payload": orjson.dumps(message).decode()})
-        return
-    if violations:
-        message = {**message, "context": {**(message.get("context") or {}), "_violations": violations}}
-    batch.add_event(to_event_row(message, record))
+_QUARANTINE = pa.schema([(name, pa.string()) for name in (
+    "quarantine_id", "source_id", "kind", "reason_code", "reason", "field", "payload", "status")]
+    + [("received_at", _TS)])
 
 
 def unique_new_events(engine: Engine, events: pa.Table) -> pa.Table:
-    """The rows whose messageId is neither earlier in the batch nor already in `events`."""
-    first: dict[str, int] = {}
-    for index, message_id in enumerate(events.column("message_id").to_pylist()):
-        first.setdefault(message_id, index)
-    if len(first) < events.num_rows:
-        events = events.take(pa.array(sorted(first.values()), pa.int64()))
+    """The rows whose messageId is not already in `events` (ids are unique within `events`).
+
+    The batch's ids go to a staging table for the anti-join, dropped again in the same
+    transaction (on DuckDB it never reaches the file).
+    """
     if not events.num_rows:
         return events
     engine.write_table(STAGING, events.select(["message_id"]), mode="replace")
-    stored = engine.query(
-        exp.select("b.message_id").from_(exp.to_table(STAGING).as_("b"))
-        .join(exp.to_table(EVENTS).as_("e"), on="b.message_id = e.message_id")
-    ).column("message_id")
+    try:
+        stored = engine.query(
+            exp.select("b.message_id").from_(exp.to_table(STAGING).as_("b"))
+            .join(exp.to_table(EVENTS).as_("e"), on="b.message_id = e.message_id")
+        ).column("message_id")
+    finally:
+        engine.drop_table(STAGING)
     if not len(stored):
         return events
     return events.filter(pc.invert(pc.is_in(events.column("message_id"), value_set=stored)))
+
+
+def new_quarantine_rows(engine: Engine, rows: list[dict[str, object]]) -> pa.Table:
+    """Quarantine rows not written before (a replay after a crash rewrites none)."""
+    ids = [str(row["quarantine_id"]) for row in rows]
+    seen: set[str] = set()
+    for begin in range(0, len(ids), 1000):  # bounded IN lists
+        query = (exp.select("quarantine_id").from_(QUARANTINE)
+                 .where(exp.column("quarantine_id").isin(*ids[begin:begin + 1000])))
+        seen.update(engine.query(query).column("quarantine_id").to_pylist())
+    now = datetime.now(UTC)
+    return pa.Table.from_pylist([{**row, "received_at": now, "status": "open"}
+                                 for row in rows if row["quarantine_id"] not in seen], schema=_QUARANTINE)
 
 
 class Loader:
     """Moves the durable log into the engine; the only writer of the engine."""
 
     def __init__(self, engine: Engine, durable_log: DurableLog, plans: PlanChecker,
-                 names: dict[str, str], *, max_bytes: int = 16 * 1024 * 1024) -> None:
-        self.engine, self.log, self.plans, self.names = engine, durable_log, plans, names
-        self.max_bytes = max_bytes
+                 names: dict[str, str], *, max_bytes: int = 32 * 1024 * 1024,
+                 min_bytes: int = 0, max_wait: float = 1.0) -> None:
+        self.engine, self.log = engine, durable_log
+        self.decoder = RecordDecoder(plans, names, threads=2)
+        self.max_bytes, self.min_bytes, self.max_wait = max_bytes, min_bytes, max_wait
         self.position = durable_log.load_checkpoint()
         self.loaded_events = 0
+        self._waiting_since: float | None = None
 
     def load_once(self) -> int:
         """Load one batch of lines; return how many lines were consumed (0: caught up)."""
-        lines, end = self.log.read(self.position, self.max_bytes)
-        if not lines:
+        chunk, start, end = self.log.read_chunk(self.position, self.max_bytes)
+        if not chunk:
             self._advance(end)
             return 0
-        batch = decode_lines(lines, self.plans, self.names)
+        decoded = self.decoder.decode(chunk, start)
         with self.engine.transaction():
-            decoded = batch.events()
-            fresh = unique_new_events(self.engine, decoded)
+            fresh = unique_new_events(self.engine, decoded.events)
             if fresh.num_rows:
                 loaded_at = pa.repeat(pa.scalar(datetime.now(UTC), _TS), fresh.num_rows)
                 self.engine.write_table(EVENTS, fresh.append_column("loaded_at", loaded_at))
-            if batch.quarantined:
-                quarantine_rows(self.engine, pa.Table.from_pylist(batch.quarantined))
+            held = new_quarantine_rows(self.engine, decoded.quarantined) if decoded.quarantined else None
+            if held is not None and held.num_rows:
+                self.engine.write_table(QUARANTINE, held)
         self._advance(end)
         self.loaded_events += fresh.num_rows
-        log.debug("loaded %d events (%d duplicates skipped) up to %s",
-                  fresh.num_rows, decoded.num_rows - fresh.num_rows, end)
-        return len(lines)
+        _log_batch(decoded, fresh, end)
+        return chunk.count(b"\n")
+
+    def worth_loading(self, draining: bool) -> bool:
+        """Load now, or let the backlog grow into a bigger batch (fewer scans of `events`)?"""
+        if draining or self.min_bytes <= 0:
+            return True
+        backlog = self.log.backlog_bytes(self.position)
+        if backlog >= self.min_bytes:
+            self._waiting_since = None
+            return True
+        if backlog == 0:
+            self._waiting_since = None
+            return False
+        self._waiting_since = self._waiting_since or time.monotonic()
+        return time.monotonic() - self._waiting_since >= self.max_wait
 
     def _advance(self, end: Position) -> None:
         if end != self.position:
             self.log.save_checkpoint(end)
             self.position = end
+        self._waiting_since = None
 
-    def run(self, stop: Event, interval: float, loaded: Synchronized | None = None) -> None:
-        """Load until `stop` is set, then drain what is on disk so a clean stop leaves no backlog."""
-        while not stop.is_set():
-            if not self._step(stop):
-                stop.wait(interval)
+    def run(self, stop: Connection, interval: float, loaded: Synchronized | None = None) -> None:
+        """Load until told to stop, then drain what is on disk so a clean stop leaves no backlog.
+
+        `stop` is the loader's end of a pipe: a message or the server's death (end of file)
+        means stop.
+        """
+        while not stop.poll(0):
+            if not (self.worth_loading(draining=False) and self._step(stop)):
+                stop.poll(interval)
             if loaded is not None:
                 loaded.value = self.loaded_events
         while self._step(stop):
             pass
         if loaded is not None:
             loaded.value = self.loaded_events
+        self.decoder.close()
 
-    def _step(self, stop: Event) -> int:
+    def _step(self, stop: Connection) -> int:
         try:
             return self.load_once()
         except Exception:  # keep going; the log keeps the data until a retry works
             log.exception("collector loader failed; will retry from %s", self.position)
-            stop.wait(1.0)
+            stop.poll(1.0)
             return 0
+
+
+def _log_batch(decoded: Decoded, fresh: pa.Table, end: Position) -> None:
+    log.debug("loaded %d of %d messages (%d quarantined, %d duplicates skipped) up to %s",
+              fresh.num_rows, decoded.messages, len(decoded.quarantined),
+              decoded.events.num_rows - fresh.num_rows, end)
 
 
 def _die_with_parent() -> None:
@@ -183,34 +171,23 @@ def _die_with_parent() -> None:
         import ctypes
 
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the parent-watch in run_loader_process covers it
+    except (OSError, AttributeError):  # not Linux: the pipe's end of file stops the loader
         pass
 
 
-def run_loader_process(root: str, engine_kind: str | None, names: dict[str, str], stop: Event,
-                       loaded: Synchronized, interval: float) -> None:
+def run_loader_process(root: str, engine_kind: str | None, names: dict[str, str], stop: Connection,
+                       loaded: Synchronized, interval: float, min_bytes: int) -> None:
     """Entry point of the loader process: it, not the HTTP process, owns the engine."""
     from jingzhun.collect.collector.tracking_plan import load_tracking_plans
     from jingzhun.core.workspace import open_workspace
     from jingzhun.engine import open_engine
 
     _die_with_parent()
-    # Acknowledging requests is latency-critical and loading is not (the log buffers it):
-    # on a small machine the HTTP process must win the CPU when both want it.
-    os.nice(LOADER_NICENESS)
-    parent = os.getppid()
+    os.nice(LOADER_NICENESS)  # acknowledgements win the CPU; the log buffers the load
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the server stops us through `stop`, after draining
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     workspace = open_workspace(root)
     plans = PlanChecker(load_tracking_plans(workspace.definitions_dir))
-    watcher = threading.Thread(target=_watch_parent, args=(parent, stop), daemon=True)
-    watcher.start()
     with open_engine(workspace, engine_kind) as engine:
-        Loader(engine, DurableLog(workspace.log_dir, writer=False), plans, names).run(stop, interval, loaded)
-
-
-def _watch_parent(parent: int, stop: Event) -> None:
-    while not stop.is_set():
-        if os.getppid() != parent:
-            os._exit(1)  # the server is gone: stop at once; the log and checkpoint are consistent
-        time.sleep(0.5)
+        loader = Loader(engine, DurableLog(workspace.log_dir, writer=False), plans, names, min_bytes=min_bytes)
+        loader.run(stop, interval, loaded)

@@ -5,13 +5,15 @@ rules here follow Segment's HTTP Tracking API: gzip bodies, 32 KB per message,
 500 KB per batch, `messageId` as the idempotency key and the clock-skew
 correction `timestamp = receivedAt - (sentAt - originalTimestamp)`.
 
-Validation is split in two on purpose: `check_message` runs on the request path
-(cheap dictionary lookups, so a client learns at once what is wrong), and
-`to_event_row` runs in the background loader (the mapping to `events` columns).
+`check_message` is the reference validation: the request path runs it on single-message
+calls (so the caller gets a 400 at once), and the background loader applies the same
+rules to batches in bulk (`log_decoder`), falling back to it for anything unusual.
+`to_event_row` is the reference mapping to `events` columns.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 import zlib
 from dataclasses import dataclass
@@ -49,6 +51,11 @@ class SpecError(Exception):
 
 def decode_body(raw: bytes, content_encoding: str | None) -> object:
     """Gunzip (when the SDK says so) and parse a request body; enforce the batch limit."""
+    return parse_body(inflate_body(raw, content_encoding))
+
+
+def inflate_body(raw: bytes, content_encoding: str | None) -> bytes:
+    """The body's JSON bytes: gunzipped when the SDK says so, at most 500 KB."""
     if content_encoding and content_encoding.lower().strip() == "gzip":
         try:
             raw = _gunzip_bounded(raw)
@@ -59,6 +66,11 @@ def decode_body(raw: bytes, content_encoding: str | None) -> object:
         raise SpecError("batch_too_large", "batch",
                         f"the request body is {len(raw)} bytes, over the 500 KB limit.",
                         "send at most 500 KB per request; split the batch") from None
+    return raw
+
+
+def parse_body(raw: bytes) -> object:
+    """The parsed JSON body, or the `invalid_json` error."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as failure:
@@ -183,11 +195,12 @@ def corrected_timestamp(
     return received_at - (sent_at - original)
 
 
-def to_event_row(message: dict, envelope: dict) -> dict[str, object]:
+def to_event_row(message: dict, envelope: dict, default_id: str | None = None) -> dict[str, object]:
     """Map one accepted message to an `events` row (JSON columns as text).
 
     `envelope` is what the request path logged beside the messages: received time
     `r` (epoch microseconds), source `s`, channel `c`, batch `sentAt` `t`, backfill `b`.
+    `default_id` is the messageId of a message sent without one (see `generated_message_id`).
     """
     received = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=envelope["r"])
     original = parse_time(message.get("originalTimestamp") or message.get("timestamp"))
@@ -197,8 +210,9 @@ def to_event_row(message: dict, envelope: dict) -> dict[str, object]:
     if extra:
         context["_extra"] = extra
     return {
-        "message_id": str(message.get("messageId") or uuid.uuid4()),
-        "type": message["type"], "event": message.get("event"), "name": message.get("name"),
+        "message_id": str(message.get("messageId") or default_id or uuid.uuid4()),
+        "type": message["type"], "event": _text_or_json(message.get("event")),
+        "name": _text_or_json(message.get("name")),
         "user_id": _str_or_none(message.get("userId")),
         "anonymous_id": _str_or_none(message.get("anonymousId")),
         "previous_id": _str_or_none(message.get("previousId")),
@@ -212,8 +226,26 @@ def to_event_row(message: dict, envelope: dict) -> dict[str, object]:
     }
 
 
+def generated_message_id(key: str) -> str:
+    """A stable messageId for a message sent without one, from where it sits in the log.
+
+    Stable, so replaying the log after a crash finds the copy already loaded; the same
+    formula runs in SQL (`md5(key)::UUID`) in the bulk decoder.
+
+    Example:
+        >>> generated_message_id("abc")
+        '90015098-3cd2-4fb0-d696-3f7d28e17f72'
+    """
+    return str(uuid.UUID(hashlib.md5(key.encode()).hexdigest()))
+
+
 def _str_or_none(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+def _text_or_json(value: object) -> str | None:
+    """A text column's value: strings as they are, anything else as JSON text."""
+    return value if value is None or isinstance(value, str) else orjson.dumps(value).decode()
 
 
 def _json_or_none(value: object) -> str | None:
