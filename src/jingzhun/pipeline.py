@@ -9,11 +9,17 @@ Spark and compares every table it produces.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from jingzhun.core.workspace import Workspace
 from jingzhun.engine import Engine
+from jingzhun.identity import build_identity
+from jingzhun.identity.matching import match_records
+from jingzhun.profiles.scores import run_scores
+from jingzhun.profiles.tags import run_tags
+from jingzhun.profiles.traits import run_traits
 from jingzhun.schema import canonical_tables, current_version, migrate
 
 
@@ -35,6 +41,9 @@ class StageResult:
     notes: list[Note] = field(default_factory=list)
 
 
+StepProgress = Callable[[str, int, int], None]  # (step, done, total) inside a stage
+
+
 @dataclass(frozen=True)
 class Stage:
     """A named step of the pipeline and the function that runs it."""
@@ -42,10 +51,10 @@ class Stage:
     name: str
     title_zh: str
     title_en: str
-    run: Callable[[Workspace, Engine], StageResult]
+    run: Callable[[Workspace, Engine, StepProgress | None], StageResult]
 
 
-def _schema_stage(workspace: Workspace, engine: Engine) -> StageResult:
+def _schema_stage(workspace: Workspace, engine: Engine, progress: StepProgress | None = None) -> StageResult:
     """Bring storage to the latest schema so every later stage finds its tables."""
     started = time.perf_counter()
     applied = migrate(engine)
@@ -55,8 +64,26 @@ def _schema_stage(workspace: Workspace, engine: Engine) -> StageResult:
     return StageResult("schema", time.perf_counter() - started, counts, notes)
 
 
+def _stage(name: str, run: Callable[[Workspace, Engine, StepProgress | None], Any]) -> Callable[..., StageResult]:
+    """Adapt a stage function's own result (tables written, (key, values) notes) to a StageResult."""
+
+    def timed(workspace: Workspace, engine: Engine, progress: StepProgress | None = None) -> StageResult:
+        started = time.perf_counter()
+        result = run(workspace, engine, progress)
+        notes = [Note(key, dict(values)) for key, values in result.notes]
+        return StageResult(name, time.perf_counter() - started, dict(result.tables), notes)
+
+    timed.__doc__ = run.__doc__
+    return timed
+
+
 STAGES: tuple[Stage, ...] = (
     Stage("schema", "表结构", "schema", _schema_stage),
+    Stage("matching", "概率匹配", "probabilistic matching", _stage("matching", match_records)),
+    Stage("identity", "身份识别 OneID", "identity (OneID)", _stage("identity", build_identity)),
+    Stage("traits", "用户属性", "traits", _stage("traits", run_traits)),
+    Stage("scores", "预测评分", "predictive scores", _stage("scores", run_scores)),
+    Stage("tags", "标签", "tags", _stage("tags", run_tags)),
 )
 
 
@@ -64,11 +91,18 @@ def run_pipeline(
     workspace: Workspace,
     engine: Engine,
     on_stage: Callable[[Stage, int, int], None] | None = None,
+    on_step: StepProgress | None = None,
+    stages: Sequence[str] | None = None,
 ) -> list[StageResult]:
-    """Run every stage in order; `on_stage(stage, index, total)` reports progress."""
+    """Run every stage in order (or only `stages`, by name, still in order).
+
+    `on_stage(stage, index, total)` reports each stage; `on_step(step, done, total)`
+    the steps inside it, so long stages show progress.
+    """
+    chosen = [stage for stage in STAGES if stages is None or stage.name in stages]
     results = []
-    for index, stage in enumerate(STAGES):
+    for index, stage in enumerate(chosen):
         if on_stage is not None:
-            on_stage(stage, index, len(STAGES))
-        results.append(stage.run(workspace, engine))
+            on_stage(stage, index, len(chosen))
+        results.append(stage.run(workspace, engine, on_step))
     return results

@@ -12,7 +12,9 @@ from jingzhun.cli import (
     collector,  # noqa: F401
     demo_load,  # noqa: F401  (registers demo load)
     foundation,  # noqa: F401  (registers init, migrate, pipeline, sql, demo)
+    identity,  # noqa: F401  (registers identity bind|unbind|unmerge|erase|review|decide)
     imports,  # noqa: F401
+    profiles,  # noqa: F401  (registers profile, tag list|apply)
     reports,  # noqa: F401  (registers report)
 )
 from jingzhun.cli.common import app, errors

@@ -77,12 +77,18 @@ def pipeline(workspace: WorkspaceOption = None, engine: EngineOption = None) -> 
     with open_engine(opened, engine) as storage, progress_bar() as progress:
         task = progress.add_task("pipeline", total=None)
 
-        def on_stage(stage, index: int, total: int) -> None:
-            title = stage.title_zh if language == "zh" else stage.title_en
-            progress.update(task, total=total, completed=index,
-                            description=t("pipeline.stage", language, stage=title))
+        current = {"title": ""}
+        steps = progress.add_task("", total=None)
 
-        results = run_pipeline(opened, storage, on_stage)
+        def on_stage(stage, index: int, total: int) -> None:
+            current["title"] = stage.title_zh if language == "zh" else stage.title_en
+            progress.update(task, total=total, completed=index,
+                            description=t("pipeline.stage", language, stage=current["title"]))
+
+        def on_step(step: str, done: int, total: int) -> None:
+            progress.update(steps, total=total or None, completed=done, description=f"  {current['title']}: {step}")
+
+        results = run_pipeline(opened, storage, on_stage, on_step)
         progress.update(task, completed=len(results))
     summary = Table(t("table.stage", language), t("table.tables", language), t("table.rows", language),
                     t("table.notes", language))

@@ -56,14 +56,14 @@ def report(
                                  param_hint="NAME")
     opened = open_workspace(workspace)
     with open_engine(opened, engine) as storage:
-        handle = REPORTS[name][1](storage, opened, _instant(as_of))
+        handle = REPORTS[name][1](storage, opened, instant(as_of))
         result = handle.to_arrow()
     print_result(result, output, max_rows, language_of(opened))
     if show_sql:
         console.print(handle.sql, markup=False, highlight=False)
 
 
-def _instant(text: str | None) -> datetime | None:
+def instant(text: str | None) -> datetime | None:
     if text is None:
         return None
     try:

@@ -51,6 +51,51 @@ MESSAGES: dict[str, dict[str, str]] = {
     "table.result": {"zh": "结果", "en": "Result"},
     "error.title": {"zh": "错误", "en": "Error"},
     "sql.rows": {"zh": "{count} 行", "en": "{count} rows"},
+    # ---- identify and portray (pipeline notes) ----
+    "note.matching_done": {
+        "zh": "概率匹配：{members} 个会员，自动合并 {auto_merged} 对，待审核 {pending} 对（模型 {model_version}）",
+        "en": "Matching: {members} members, {auto_merged} pairs merged, {pending} to review (model {model_version})",
+    },
+    "note.matching_too_few": {
+        "zh": "会员数 {members} 少于 {needed}，跳过概率匹配",
+        "en": "{members} members (fewer than {needed}): matching skipped",
+    },
+    "note.identity_persons": {"zh": "{active} 位客户，{identifiers} 个标识", "en": "{active} persons, {identifiers} identifiers"},
+    "note.identity_rounds": {"zh": "连通分量迭代 {rounds} 轮", "en": "connected components in {rounds} rounds"},
+    "note.identity_changes": {"zh": "合并/拆分记录 {count} 条", "en": "{count} merge/split records"},
+    "note.identity_conflicts": {
+        "zh": "{components} 个候选客户含冲突的唯一标识，已断开 {dropped_links} 条最弱关联",
+        "en": "{components} candidate persons held conflicting one-per-person identifiers; "
+              "{dropped_links} weakest links dropped",
+    },
+    "note.identity_junk": {"zh": "无效标识（{reason}）：{count} 个", "en": "junk identifiers ({reason}): {count}"},
+    "note.identity_unknown_type": {
+        "zh": "未知标识类型 {id_type}：{records} 条记录未用于关联",
+        "en": "unknown identifier type {id_type}: {records} records not used for linking",
+    },
+    "note.identity_erased_purged": {
+        "zh": "已按删除请求排除 {count} 条记录", "en": "{count} records of erased persons kept out",
+    },
+    "note.traits_computed": {
+        "zh": "已计算 {persons} 位客户的属性（截至 {as_of}，{seconds} 秒）",
+        "en": "traits of {persons} persons as of {as_of} ({seconds} s)",
+    },
+    "note.traits_history": {"zh": "属性历史：新增 {opened}，关闭 {closed}", "en": "trait history: {opened} opened, {closed} closed"},
+    "note.scores_model": {
+        "zh": "{model}：时间外测试 AUC {auc}，已评分 {rows} 人",
+        "en": "{model}: out-of-time AUC {auc}, {rows} persons scored",
+    },
+    "note.scores_clv": {
+        "zh": "CLV（BG/NBD + Gamma-Gamma）：{rows} 位购买者，平均存活概率 {p_alive_mean}",
+        "en": "CLV (BG/NBD + Gamma-Gamma): {rows} buyers, mean P(alive) {p_alive_mean}",
+    },
+    "note.scores_skipped": {"zh": "{model}：历史数据不足，未训练", "en": "{model}: not enough history to train"},
+    "note.scores_no_data": {"zh": "没有订单或行为数据，未计算评分", "en": "no orders or events: no scores computed"},
+    "note.tags_applied": {"zh": "已计算 {count} 个标签（截至 {as_of}）", "en": "applied {count} tags as of {as_of}"},
+    "note.tag_skipped_input": {"zh": "跳过标签 {tag}：缺少 {missing}", "en": "skipped tag {tag}: {missing} not available yet"},
+    "note.tag_skipped_dependency": {
+        "zh": "跳过标签 {tag}：所用标签 {tags} 已跳过", "en": "skipped tag {tag}: it uses skipped tag {tags}",
+    },
 }
 
 

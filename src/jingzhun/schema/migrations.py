@@ -90,6 +90,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         *_creates(t.RECORD_PERSONS, t.IDENTITY_CHANGES, t.IDENTITY_OVERRIDES, t.ERASED_IDENTIFIERS,
                   t.MATCH_CANDIDATES, t.MODEL_RUNS),
     )),
+    Migration(7, "the portrait's serving table: typed traits, one row per person", _creates(t.PERSON_TRAITS)),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -253,6 +253,37 @@ MODEL_RUNS = table(
     "features VARCHAR -- JSON list", "rows_trained BIGINT",
 )
 
+PERSON_TRAITS = table(
+    "person_traits", "The portrait: one row per active person, typed traits for tags, scores and audiences.",
+    "person_id VARCHAR NOT NULL",
+    "name VARCHAR", "gender VARCHAR -- M | F", "birth_date DATE",
+    "age INTEGER -- whole years at as_of", "age_band VARCHAR -- <25 | 25-29 | 30-34 | 35-39 | 40-49 | 50+",
+    "province VARCHAR", "city VARCHAR", "member_id VARCHAR", "member_level VARCHAR",
+    "member_since TIMESTAMPTZ -- earliest CRM registration", "register_store VARCHAR",
+    "income_band VARCHAR -- survey", "job VARCHAR -- survey",
+    "price_sensitivity INTEGER -- survey, 1 (not sensitive) - 5",
+    "first_seen_at TIMESTAMPTZ", "last_seen_at TIMESTAMPTZ",
+    "active_days_30d INTEGER", "active_days_90d INTEGER",
+    "sessions_90d INTEGER -- 30 minutes without an event starts a new session",
+    "page_views_90d INTEGER", "product_views_90d INTEGER", "cart_adds_90d INTEGER",
+    "events_total BIGINT",
+    "favourite_category VARCHAR", "preferred_channel VARCHAR -- web | app | miniprogram | tmall | jd | douyin_shop | pos",
+    "preferred_store_id VARCHAR", "device_type VARCHAR -- ios | android | pc | other",
+    "price_band VARCHAR -- low | mid | high, against the category's catalogue prices",
+    "orders_total INTEGER -- kept orders (not cancelled, not refunded)", "orders_365d INTEGER",
+    f"gmv_total {MONEY}", f"gmv_365d {MONEY}", f"aov {MONEY}",
+    "refund_rate DOUBLE", "first_order_at TIMESTAMPTZ", "last_order_at TIMESTAMPTZ",
+    "days_since_last_order INTEGER",
+    "online_order_share DOUBLE", "offline_order_share DOUBLE", "coupon_order_share DOUBLE",
+    "holiday_order_share DOUBLE -- public holidays and promotion peaks (618, 双11, 女王节)",
+    "livestream_views_90d INTEGER", "social_interactions_90d INTEGER", "follows_official_account BOOLEAN",
+    "rfm_r INTEGER -- 1-5", "rfm_f INTEGER -- 1-5", "rfm_m INTEGER -- 1-5",
+    "rfm_class VARCHAR -- important_value | important_develop | important_keep | important_retain | general_*",
+    "has_phone BOOLEAN", "has_email BOOLEAN", "has_wechat BOOLEAN",
+    "as_of TIMESTAMPTZ -- the instant the traits describe",
+    "computed_at TIMESTAMPTZ -- when they were computed",
+)
+
 # ---- segment, activate, measure ------------------------------------------------------
 
 SEGMENTS = table(
