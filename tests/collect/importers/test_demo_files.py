@@ -41,8 +41,14 @@ def time_ok(text: str) -> bool:
     return True
 
 
-def pos_defects(files: list[Path]) -> dict[str, int]:
-    counts = {"bad_phone": 0, "below_min": 0, "bad_check_digit": 0, "bad_timestamp": 0}
+def catalogue_names(demo: Path) -> set[str]:
+    with open(demo / "catalog/products.csv", encoding="utf-8", newline="") as source:
+        return {row["name"] for row in csv.DictReader(source)}
+
+
+def pos_defects(files: list[Path], names: set[str]) -> dict[str, int]:
+    """Planted defects per reason; a product name missing from the catalogue is the planted mojibake."""
+    counts = {"bad_phone": 0, "below_min": 0, "bad_check_digit": 0, "bad_timestamp": 0, "mojibake": 0}
     for path in files:
         with open(path, encoding="gbk", newline="") as source:
             for row in csv.DictReader(source):
@@ -54,7 +60,14 @@ def pos_defects(files: list[Path]) -> dict[str, int]:
                     counts["below_min"] += 1
                 elif not time_ok(row["交易时间"]):
                     counts["bad_timestamp"] += 1
+                elif row["商品名称"] not in names:
+                    counts["mojibake"] += 1
     return {code: n for code, n in counts.items() if n}
+
+
+def planted(demo: Path, kind: str) -> int:
+    """Malformed rows the generator planted in `kind`'s files (demo-truth/patterns.json)."""
+    return orjson.loads((demo.parent / "demo-truth/patterns.json").read_bytes())["malformed"]["counts"][kind]["malformed"]
 
 
 def test_pos_sales_months(workspace: Workspace, engine: Engine, demo: Path) -> None:
@@ -66,29 +79,52 @@ def test_pos_sales_months(workspace: Workspace, engine: Engine, demo: Path) -> N
     lines = sum(result.rows_read for result in results)
     found = reasons(engine, "pos_sales")
     siblings = found.pop("group_rejected", 0)
-    assert found == pos_defects(files)
+    assert found == pos_defects(files, catalogue_names(demo))
+    assert found["mojibake"] > 0 and sum(found.values()) == planted(demo, "pos_sales")
     loaded = sum(result.rows_loaded for result in results)
     assert loaded == lines - sum(found.values()) - siblings
     assert scalar(engine, "SELECT count(*) FROM order_items") == loaded
     assert scalar(engine, "SELECT count(*) FROM orders WHERE channel = 'offline' AND store_id IS NULL") == 0
     assert scalar(engine, "SELECT count(*) FROM orders o WHERE net_amount <> "
                           "(SELECT sum(amount) FROM order_items i WHERE i.order_id = o.order_id)") == 0
+    assert scalar(engine, "SELECT count(*) FROM order_items WHERE product_id IS NULL OR sku IS NULL") == 0
+    assert scalar(engine, "SELECT count(*) FROM order_items i JOIN products p USING (barcode) "
+                          "WHERE i.product_id <> p.product_id OR i.sku <> p.sku") == 0
 
 
-def crm_defects(path: Path) -> tuple[int, int]:
+def test_pos_mojibake_reason_names_the_field_and_the_likely_text(workspace: Workspace, engine: Engine,
+                                                                  demo: Path) -> None:
+    import_file(workspace, engine, "stores", demo / "catalog/stores.csv")
+    import_file(workspace, engine, "products", demo / "catalog/products.csv")
+    names = catalogue_names(demo)
+    for path in sorted((demo / "pos").glob("*.csv")):
+        import_file(workspace, engine, "pos_sales", path)
+    rows = engine.query("SELECT field, reason, payload FROM quarantine WHERE reason_code = 'mojibake'").to_pylist()
+    assert rows and {row["field"] for row in rows} == {"商品名称"}
+    for row in rows:
+        garbled = orjson.loads(row["payload"])["商品名称"]
+        likely = re.search(r"“(.*)”", row["reason"]).group(1)
+        assert garbled in row["reason"] and garbled not in names
+        # the wrong decode dropped a byte or two at most: the repair is the catalogue name, up to its end
+        assert any(name.startswith(likely.rstrip("\ufffd")[:4]) for name in names), likely
+
+
+def crm_defects(path: Path) -> dict[str, int]:
+    """Planted defects per reason; Latin letters in a Chinese name are the planted mojibake."""
     rows = CalamineWorkbook.from_path(str(path)).get_sheet_by_index(0).to_python()[1:]
     phones = sum(1 for row in rows if not phone_ok(str(row[2])))
     dates = sum(1 for row in rows if phone_ok(str(row[2])) and isinstance(row[4], str) and row[4])
-    return phones, dates
+    latin = sum(1 for row in rows if phone_ok(str(row[2])) and not (isinstance(row[4], str) and row[4])
+                and re.search(r"[\u00c0-\u00ff\u0152-\u02dc\u2013-\u2122]", str(row[1])))
+    return {k: v for k, v in {"bad_phone": phones, "bad_date": dates, "mojibake": latin}.items() if v}
 
 
 def test_crm_members_excel(workspace: Workspace, engine: Engine, demo: Path) -> None:
     path = demo / "crm/members.xlsx"
     result = import_file(workspace, engine, "crm_members", path)
-    bad_phones, bad_dates = crm_defects(path)
-    assert result.balanced and result.rows_quarantined == bad_phones + bad_dates
-    assert reasons(engine, "crm_members") == {k: v for k, v in
-                                              {"bad_phone": bad_phones, "bad_date": bad_dates}.items() if v}
+    defects = crm_defects(path)
+    assert result.balanced and result.rows_quarantined == sum(defects.values()) == planted(demo, "crm_members")
+    assert reasons(engine, "crm_members") == defects  # a 600-person demo may plant no mojibake: see test_mojibake
     record = engine.query("SELECT identifiers, attributes FROM source_records WHERE kind = 'member' "
                           "AND identifiers LIKE '%phone%' LIMIT 1").to_pylist()[0]
     identifiers, attributes = orjson.loads(record["identifiers"]), orjson.loads(record["attributes"])
@@ -114,6 +150,34 @@ def test_online_orders_jsonl(workspace: Workspace, engine: Engine, demo: Path) -
     assert scalar(engine, "SELECT count(*) FROM order_items") == items
     masked = scalar(engine, "SELECT count(*) FROM orders WHERE customer_ref_type = 'tmall_open_uid'")
     assert masked > 0
+    assert_buyer_identifiers(engine, demo)
+
+
+PLATFORM_IDS = {"member_id": "member_id", "openid": "wechat_openid", "buyer_open_uid": "tmall_open_uid",
+                "buyer_pin": "jd_pin", "douyin_user_id": "douyin_user_id"}
+
+
+def assert_buyer_identifiers(engine: Engine, demo: Path) -> None:
+    """Every identifier of every loaded order is kept under its id_type, phones normalized."""
+    stored = {row["order_id"]: row for row in engine.query(
+        "SELECT order_id, customer_ref, customer_ref_type, customer_identifiers FROM orders").to_pylist()}
+    checked = 0
+    for path in sorted((demo / "orders").glob("*.jsonl")):
+        for line in path.read_bytes().splitlines():
+            order = orjson.loads(line)
+            if order["order_id"] not in stored:
+                continue
+            row = stored[order["order_id"]]
+            ids = orjson.loads(row["customer_identifiers"] or "{}")
+            expected = {id_type: order[key] for key, id_type in PLATFORM_IDS.items() if order.get(key)}
+            phone = order.get("receiver_phone")
+            if phone:
+                expected["phone_masked" if "*" in phone else "phone"] = phone if "*" in phone else "+86" + re.sub(
+                    r"\D", "", phone)[-11:]
+            assert ids == expected, order
+            assert row["customer_ref_type"] is None or ids[row["customer_ref_type"]] == row["customer_ref"]
+            checked += 1
+    assert checked == len(stored) > 0
     assert scalar(engine, "SELECT count(*) FROM orders WHERE abs(net_amount - (gross_amount - discount_amount)) > 0.05") == 0
 
 

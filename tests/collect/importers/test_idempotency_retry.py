@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from typer.testing import CliRunner
 
 from jingzhun.cli import app
-from jingzhun.collect.importers import import_file, retry_quarantine
+from jingzhun.collect.importers import import_file, readers, retry_quarantine
 from jingzhun.core import Workspace
 from jingzhun.engine import Engine
 
@@ -31,6 +32,27 @@ def test_overlapping_export_skips_rows_already_loaded(workspace: Workspace, engi
     result = import_file(workspace, engine, "products", _products(tmp_path / "b.csv", ["SKU-2", "SKU-3", "SKU-3"]))
     assert (result.rows_read, result.rows_loaded, result.rows_duplicate) == (3, 1, 2)
     assert scalar(engine, "SELECT count(*) FROM products") == 3
+
+
+def test_repeats_across_blocks_count_once(workspace: Workspace, engine: Engine, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiny blocks push many batches through the pipeline; a key loaded by an earlier batch of
+    the same run is a duplicate, for one-column keys and for composite ones."""
+    monkeypatch.setattr(readers, "BLOCK_BYTES", 64)
+    products = import_file(workspace, engine, "products",
+                           _products(tmp_path / "p.csv", ["SKU-1", "SKU-2", "SKU-1", "SKU-3", "SKU-2", "SKU-4"]))
+    assert (products.rows_read, products.rows_loaded, products.rows_duplicate) == (6, 4, 2)
+    again = import_file(workspace, engine, "products",  # keys loaded before this run: asked of the workspace
+                        _products(tmp_path / "q.csv", ["SKU-5", "SKU-4", "SKU-1", "SKU-5", "SKU-6", "SKU-2"]))
+    assert (again.rows_read, again.rows_loaded, again.rows_duplicate) == (6, 2, 4)
+    counts = tmp_path / "counts.csv"
+    sheet = ["location,barcode,counted_at,counted_qty"] + [
+        f"{where},6975432100007,2025-03-0{day} 22:30:00,4" for where, day in
+        [("SH001", 1), ("SH001", 2), ("BJ001", 1), ("SH001", 1), ("BJ001", 1), ("BJ001", 2)]]
+    counts.write_text("\n".join(sheet) + "\n", encoding="utf-8")
+    result = import_file(workspace, engine, "stock_counts", counts)
+    assert (result.rows_read, result.rows_loaded, result.rows_duplicate) == (6, 4, 2) and result.balanced
+    assert scalar(engine, "SELECT count(*) FROM stock_counts") == 4
 
 
 def _products(path: Path, skus: list[str]) -> Path:
@@ -111,3 +133,16 @@ def test_salted_hash_workspace_stores_no_plain_phones(tmp_path: Path, demo: Path
     identifiers = orjson.loads(stored.column(0)[0].as_py())
     assert identifiers["phone"] == hashlib.sha256(hashed.pii_salt() + e164.encode()).hexdigest()
     assert identifiers["member_id"] == first[0]
+
+
+def test_missing_required_column_is_refused_and_nothing_is_loaded(workspace: Workspace, engine: Engine,
+                                                                 tmp_path: Path) -> None:
+    """The error is raised by the checking thread and reaches the caller unchanged."""
+    from jingzhun.core.errors import ConfigError
+
+    path = tmp_path / "stores.csv"
+    path.write_text("shop,name\nSH001,上海店\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:
+        import_file(workspace, engine, "stores", path)
+    assert refused.value.field == "fields.store_id.source" and "shop" in refused.value.fix
+    assert scalar(engine, "SELECT count(*) FROM stores") == 0

@@ -2,10 +2,14 @@
 
 The batch is registered as `rows` in an in-process DuckDB (used here as an Arrow
 compute library, whichever engine stores the result): the mapping's fields, plus
-`_line_no`, `_source_id`, `_imported_at` and `_currency`. Each kind names its
+`_line_no`, `_source_id`, `_imported_at`, `_currency` and, for kinds with
+`group_by`, `_group_line` (the row's position in its group, in file order: a
+receipt's line number). Each kind names its
 primary table and the columns that identify a row there (for the anti-join that
 makes re-imports add nothing), the SQL giving those key columns per source row,
-and one SELECT per target table.
+and one SELECT per target table. A kind may also name lookups: small queries over
+canonical tables, run on the workspace engine once per import and registered
+beside `rows` (e.g. POS barcodes to product ids and SKUs).
 """
 
 from __future__ import annotations
@@ -23,19 +27,50 @@ class Kind:
     key_sql: str  # SELECT-list over `rows` giving the key columns per source row
     targets: tuple[tuple[str, str], ...]
     check_sql: str | None = None  # extra row checks: (_row, code, field, reason)
+    lookups: tuple[Lookup, ...] = ()
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """Reference data a kind's SQL joins: a portable query on the workspace engine."""
+
+    name: str
+    table: str  # the canonical table it reads (empty result when missing)
+    sql: str
+    columns: tuple[str, ...]
+
+
+def _json_members(pairs: dict[str, str]) -> str:
+    """SQL for the members of a JSON object {id_type: value}, skipping NULL values.
+
+    Spelled out with concat_ws (which skips NULLs) rather than a filtered map:
+    at a million rows the lambda costs as much as the rest of the query.
+    """
+    return "concat_ws(',', " + ", ".join(f"'\"{key}\":' || to_json(CAST({value} AS VARCHAR))"
+                                         for key, value in pairs.items()) + ")"
 
 
 def _identifiers(pairs: dict[str, str]) -> str:
-    """SQL for a JSON object {id_type: value} holding only the non-empty identifiers."""
-    entries = ", ".join(f"{{'k': '{key}', 'v': CAST({value} AS VARCHAR)}}" for key, value in pairs.items())
-    return f"to_json(map_from_entries(list_filter([{entries}], lambda e: e.v IS NOT NULL)))"
+    """SQL for a JSON object {id_type: value} holding only the non-empty identifiers ({} when none)."""
+    return f"('{{' || {_json_members(pairs)} || '}}')"
+
+
+def _buyer_identifiers(pairs: dict[str, str]) -> str:
+    """An order's `customer_identifiers`: every buyer identifier given, NULL when none was."""
+    return f"('{{' || nullif({_json_members(pairs)}, '') || '}}')"
+
+
+def _phones(phone: str, masked: str) -> dict[str, str]:
+    """A phone column as the identifier it is: E.164 `phone`, or weak `phone_masked`."""
+    return {"phone": f"CASE WHEN NOT coalesce({masked}, false) THEN {phone} END",
+            "phone_masked": f"CASE WHEN {masked} THEN {phone} END"}
 
 
 def _attributes(names: list[str]) -> str:
     return "to_json({" + ", ".join(f"'{name}': {name}" for name in names) + "})"
 
 
-_POS_ORDERS = """
+_POS_ORDERS = f"""
 SELECT order_id, first(_source_id) AS source_id, 'offline' AS channel, 'pos' AS platform,
   first(store_id) AS store_id,
   coalesce(first(member_id), first(phone)) AS customer_ref,
@@ -47,15 +82,22 @@ SELECT order_id, first(_source_id) AS source_id, 'offline' AS channel, 'pos' AS 
   CAST(sum(unit_price * quantity) AS DECIMAL(18, 2)) AS gross_amount,
   CAST(sum(unit_price * quantity) - sum(coalesce(amount, unit_price * quantity)) AS DECIMAL(18, 2)) AS discount_amount,
   CAST(sum(coalesce(amount, unit_price * quantity)) AS DECIMAL(18, 2)) AS net_amount,
-  first(payment_method) AS payment_method, first(_imported_at) AS imported_at
+  first(payment_method) AS payment_method, first(_imported_at) AS imported_at,
+  {_buyer_identifiers({"member_id": "any_value(member_id)",
+                       **{key: f"any_value({value})" for key, value in _phones("phone", "phone_masked").items()}})}
+    AS customer_identifiers
 FROM rows GROUP BY order_id
 """
+_PRODUCT_OF_BARCODE = Lookup(
+    "product_of_barcode", "products",
+    "SELECT barcode, min_by(product_id, sku) AS product_id, min(sku) AS sku FROM products "
+    "WHERE barcode IS NOT NULL GROUP BY barcode", ("barcode", "product_id", "sku"))
 _POS_ITEMS = """
-SELECT order_id, CAST(row_number() OVER (PARTITION BY order_id ORDER BY _line_no) AS INTEGER) AS line_no,
-  barcode, CAST(quantity AS INTEGER) AS quantity, unit_price,
+SELECT order_id, CAST(_group_line AS INTEGER) AS line_no,
+  p.product_id, p.sku, barcode, CAST(quantity AS INTEGER) AS quantity, unit_price,
   CAST(unit_price * quantity - coalesce(amount, unit_price * quantity) AS DECIMAL(18, 2)) AS discount,
   CAST(coalesce(amount, unit_price * quantity) AS DECIMAL(18, 2)) AS amount, _currency AS currency
-FROM rows
+FROM rows LEFT JOIN product_of_barcode p USING (barcode)
 """
 _ITEM_TYPE = ('[{"sku": "VARCHAR", "product_id": "VARCHAR", "quantity": "VARCHAR", '
               '"unit_price": "VARCHAR", "discount": "VARCHAR"}]')
@@ -79,7 +121,10 @@ SELECT r.order_id, r._source_id AS source_id, 'online' AS channel, r.platform,
   r.placed_at, r.paid_at, r.status, r.currency, CAST(t.gross AS DECIMAL(18, 2)) AS gross_amount,
   CAST(t.discount AS DECIMAL(18, 2)) AS discount_amount,
   coalesce(r.total_amount, CAST(t.gross - t.discount AS DECIMAL(18, 2))) AS net_amount,
-  r.coupon_code, r.shipping_province AS ship_province, r.shipping_city AS ship_city, r._imported_at AS imported_at
+  r.coupon_code, r.shipping_province AS ship_province, r.shipping_city AS ship_city, r._imported_at AS imported_at,
+  {_buyer_identifiers({"member_id": "r.member_id", "wechat_openid": "r.openid", "tmall_open_uid": "r.buyer_open_uid",
+                       "jd_pin": "r.buyer_pin", "douyin_user_id": "r.douyin_user_id",
+                       **_phones("r.receiver_phone", "r.receiver_phone_masked")})} AS customer_identifiers
 FROM rows r LEFT JOIN totals t USING (order_id)
 """
 _ONLINE_ORDER_ITEMS = f"""
@@ -119,7 +164,7 @@ def _plain(table: str, columns: list[str]) -> str:
 
 KINDS: dict[str, Kind] = {
     "pos_sales": Kind("pos_sales", "orders", ("order_id",), "order_id",
-                      (("orders", _POS_ORDERS), ("order_items", _POS_ITEMS))),
+                      (("orders", _POS_ORDERS), ("order_items", _POS_ITEMS)), lookups=(_PRODUCT_OF_BARCODE,)),
     "online_orders": Kind("online_orders", "orders", ("order_id",), "order_id",
                           (("orders", _ONLINE_ORDERS), ("order_items", _ONLINE_ORDER_ITEMS)), _ONLINE_CHECK),
     "crm_members": Kind("crm_members", "source_records", ("record_id",),

@@ -55,11 +55,19 @@ class FieldMap(_Strict):
     timezone: str | None = Field(None, description="Zone of naive local times; default: the mapping's.")
     references: str | None = Field(None, pattern=r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$",
                                    description="table.column the value must exist in.")
+    check_mojibake: bool = Field(False, description="Quarantine garbled text (UTF-8 read as GBK or "
+                                                    "Windows-1252), with the likely original.")
 
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str | None) -> str | None:
         return _known_zone(value)
+
+    @model_validator(mode="after")
+    def _mojibake_on_text(self) -> FieldMap:
+        if self.check_mojibake and self.type != "string":
+            raise ValueError("`check_mojibake` applies to text fields (type: string) only")
+        return self
 
     @field_validator("formats")
     @classmethod

@@ -3,8 +3,8 @@
 Every reader yields the same thing — a table whose columns are the source's
 columns as strings (empty cells as null), the 1-based line (or sheet row) each row
 came from, and the rows that could not be read at all — so validation and loading
-never care what the file was. Memory stays bounded by one batch: CSV is decoded
-block by block by pyarrow's streaming reader (transcoding GBK/GB18030 on the fly),
+never care what the file was. Memory stays bounded by one batch: CSV is cut into
+blocks of whole lines and parsed by pyarrow (GBK/GB18030 decoded per distinct value),
 Excel rows come from calamine's row iterator, JSON lines are read a slice at a time.
 
 Line numbers assume one record per line (no line breaks inside quoted CSV values),
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,7 +29,7 @@ import pyarrow.parquet as pq
 
 from jingzhun.collect.importers.encoding import codec_for
 
-BLOCK_BYTES = 16 << 20
+BLOCK_BYTES = 24 << 20  # ~120k POS lines: few commits, and with three batches in flight RSS stays < 1 GB
 BATCH_ROWS = 50_000
 
 
@@ -46,59 +47,138 @@ class Batch:
         return self.table.num_rows + len(self.bad_lines)
 
 
-class _CountingFile(io.RawIOBase):
-    """A binary file that remembers how far it has been read, for the progress bar."""
-
-    def __init__(self, path: Path) -> None:
-        self._file = open(path, "rb")  # noqa: SIM115 (closed by close())
-        self.size = max(path.stat().st_size, 1)
-        self.position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:  # type: ignore[override]
-        count = self._file.readinto(buffer)
-        self.position += count or 0
-        return count
-
-    def close(self) -> None:
-        self._file.close()
-        super().close()
-
-
 def csv_header(path: Path, encoding: str) -> list[str]:
     """The column names on the first line (decoded with the file's codec)."""
-    with open(path, encoding=codec_for(encoding), newline="") as source:
-        return next(csv.reader([source.readline()]), [])
+    with open(path, "rb") as source:  # only the first line: a bad byte further on is a bad row, not a bad header
+        return next(csv.reader([source.readline().decode(codec_for(encoding)).rstrip("\r\n")]), [])
 
 
 def read_csv(path: Path, encoding: str, skip_rows: int = 0) -> Iterator[Batch]:
-    """Stream a CSV in blocks; rows with the wrong number of cells are reported, not lost."""
+    """Stream a CSV in blocks of whole lines; rows with the wrong number of cells are reported, not lost.
+
+    Blocks are cut at line ends by us, not by pyarrow's streaming reader, which
+    reads the whole file ahead (RSS grows by the file's size). Each block is
+    parsed as bytes on all cores: the CSV structure survives every encoding we
+    take (each byte of a GBK/GB18030 character is >= 0x40, past `,`, `"` and line
+    ends), and only columns holding non-ASCII text are then decoded, once per
+    distinct value — a POS export repeats store, product and cashier names.
+    """
     header = [name.lstrip("\ufeff") for name in csv_header(path, encoding)]
+    codec = "utf-8" if codec_for(encoding) == "utf-8-sig" else codec_for(encoding)  # the BOM is on line 1
+    size = max(path.stat().st_size, 1)
+    with open(path, "rb") as source:
+        source.readline()
+        line = 2 + _skip_lines(source, skip_rows)
+        carry = b""
+        while block := source.read(BLOCK_BYTES):
+            block, carry = _whole_lines(carry + block)
+            if not block:
+                continue
+            batch = _parse_block(block, header, codec, line)
+            line += batch.rows_read
+            batch.fraction_done = (source.tell() - len(carry)) / size
+            yield batch
+        if carry.strip():
+            batch = _parse_block(carry if carry.endswith(b"\n") else carry + b"\n", header, codec, line)
+            batch.fraction_done = 1.0
+            yield batch
+
+
+def _skip_lines(source: io.BufferedReader, count: int) -> int:
+    """Move past `count` lines (records already imported); returns `count`."""
+    left = count
+    while left:
+        start = source.tell()
+        block = source.read(BLOCK_BYTES)
+        if not block:
+            break
+        found = block.count(b"\n")
+        if found < left:
+            left -= found
+            continue
+        cut = -1
+        for _ in range(left):
+            cut = block.index(b"\n", cut + 1)
+        source.seek(start + cut + 1)
+        left = 0
+    return count
+
+
+def _whole_lines(data: bytes) -> tuple[bytes, bytes]:
+    """(the complete lines of `data`, the unfinished last line)."""
+    cut = data.rfind(b"\n") + 1
+    return data[:cut], data[cut:]
+
+
+def _parse_block(block: bytes, header: list[str], codec: str, first_line: int) -> Batch:
+    """Parse whole lines as bytes; if a line is malformed, again line by line
+    (pyarrow numbers bad lines only when parsing serially, and shows them only as UTF-8,
+    so the serial pass carries the bytes as Latin-1 text: one character per byte)."""
+    try:  # one thread: the reader runs beside the checks and the writes, and pyarrow's
+        # parallel parse costs a third more CPU for the same block
+        table = _arrow_csv(block, header, pa.binary(), threads=False)
+        bad: list[tuple[int, str, str]] = []
+    except pa.ArrowInvalid as malformed:
+        if "columns, got" not in str(malformed):
+            raise
+        table, bad = _parse_serially(block, header, codec)
+    lines = _lines_skipping(first_line, table.num_rows, [first_line + number - 1 for number, _, _ in bad])
+    bad = [(first_line + number - 1, text, problem) for number, text, problem in bad]
+    table, lines, bad = _decode_columns(table, lines, bad, codec)
+    return Batch(table, lines, bad)
+
+
+def _arrow_csv(block: bytes, header: list[str], kind: pa.DataType, threads: bool,
+               invalid: object = None) -> pa.Table:
+    return pacsv.read_csv(
+        pa.py_buffer(block),
+        read_options=pacsv.ReadOptions(column_names=header, use_threads=threads, block_size=4 << 20),
+        parse_options=pacsv.ParseOptions(invalid_row_handler=invalid),
+        convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(header, kind), strings_can_be_null=True),
+    )
+
+
+def _parse_serially(block: bytes, header: list[str], codec: str) -> tuple[pa.Table, list[tuple[int, str, str]]]:
     bad: list[tuple[int, str, str]] = []
 
     def invalid(row: pacsv.InvalidRow) -> str:
-        bad.append((row.number or 0, row.text, f"{row.actual_columns} cells, expected {row.expected_columns}"))
+        text = row.text.encode("latin-1").decode(codec, "replace")
+        bad.append((row.number or 0, text, f"{row.actual_columns} cells, expected {row.expected_columns}"))
         return "skip"
 
-    counting = _CountingFile(path)
-    reader = pacsv.open_csv(
-        io.BufferedReader(counting, buffer_size=1 << 20),
-        read_options=pacsv.ReadOptions(encoding=codec_for(encoding), block_size=BLOCK_BYTES,
-                                       column_names=header, skip_rows=1, skip_rows_after_names=skip_rows),
-        parse_options=pacsv.ParseOptions(invalid_row_handler=invalid),
-        convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()),
-                                             strings_can_be_null=True),
-    )
-    next_line = 2 + skip_rows
-    with counting:
-        for record_batch in reader:
-            found, bad[:] = list(bad), []
-            table = pa.Table.from_batches([record_batch])
-            lines = _lines_skipping(next_line, table.num_rows, [line for line, _, _ in found])
-            next_line += table.num_rows + len(found)
-            yield Batch(table, lines, found, counting.position / counting.size)
+    carried = block.decode("latin-1").encode("utf-8")
+    table = _arrow_csv(carried, header, pa.string(), threads=False, invalid=invalid)
+    return table, bad
+
+
+def _decode_distinct(values: list[bytes], codec: str) -> list[str]:
+    """Decode values, in one call when all are valid. Bytes the codec does not know become
+    U+FFFD, which the checks refuse (`bad_encoding`): the row waits in quarantine, named."""
+    try:
+        decoded = b"\x00".join(values).decode(codec).split("\x00")
+        if len(decoded) == len(values):
+            return decoded
+    except UnicodeDecodeError:
+        pass
+    return [value.decode(codec, "replace") for value in values]
+
+
+def _decode_columns(table: pa.Table, lines: pa.Array, bad: list[tuple[int, str, str]],
+                    codec: str) -> tuple[pa.Table, pa.Array, list[tuple[int, str, str]]]:
+    """Decode the non-ASCII columns of a batch read as bytes (or carried as Latin-1 text)."""
+    columns = {}
+    for name in table.column_names:
+        column = table.column(name).combine_chunks()
+        carried = not pa.types.is_binary(column.type)
+        if pc.all(pc.string_is_ascii(column if carried else column.view(pa.string()))).as_py() is not False:
+            columns[name] = column if carried else column.view(pa.string())
+            continue
+        encoded = pc.dictionary_encode(column)
+        distinct = encoded.dictionary.to_pylist()
+        if carried:
+            distinct = [value.encode("latin-1") for value in distinct]
+        columns[name] = pc.take(pa.array(_decode_distinct(distinct, codec), pa.string()), encoded.indices)
+    return (pa.table(columns) if columns else table), lines, bad
 
 
 def _lines_skipping(first: int, count: int, skipped: list[int]) -> pa.Array:
@@ -107,7 +187,7 @@ def _lines_skipping(first: int, count: int, skipped: list[int]) -> pa.Array:
     taken = set(skipped)
     line = first
     if not taken:
-        return pa.array(range(first, first + count), pa.int64())
+        return pa.array(np.arange(first, first + count, dtype=np.int64))
     while len(lines) < count:
         if line not in taken:
             lines.append(line)

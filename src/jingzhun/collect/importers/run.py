@@ -1,9 +1,11 @@
 """`import_file`: stream a file into canonical tables, losing nothing, loading nothing twice.
 
-Per batch, in one transaction (where the engine has them): the rows that pass go
-to their tables, the rows that fail go to `quarantine`, and the `imports` ledger
-records the counts and `resume_row`. A run killed at any moment therefore resumes
-from the last committed batch; and because every row is also anti-joined on its
+Three threads form a pipeline (`stages`): one reads and parses the next block,
+one checks the batch before it and computes its target rows, and this one
+stores. Per batch, in one transaction (where the engine has them): the rows that
+pass go to their tables, the rows that fail go to `quarantine`, and the `imports`
+ledger records the counts and `resume_row`. A run killed at any moment therefore
+resumes from the last committed batch; and because every row is also anti-joined on its
 natural key, neither a resume nor a re-import of overlapping files loads a row twice.
 """
 
@@ -22,11 +24,12 @@ import pyarrow.compute as pc
 from sqlglot import exp
 
 from jingzhun.collect.importers import readers
-from jingzhun.collect.importers.batch import Outcome, Plan, process, set_aside
+from jingzhun.collect.importers.batch import Outcome, Plan, prepare, set_aside, store
 from jingzhun.collect.importers.encoding import detect_encoding
-from jingzhun.collect.importers.kinds import KINDS
+from jingzhun.collect.importers.kinds import KINDS, Lookup
 from jingzhun.collect.importers.ledger import Run, find_run, now, save_run
 from jingzhun.collect.importers.mapping import Mapping, builtin_mapping
+from jingzhun.collect.importers.stages import ahead
 from jingzhun.collect.importers.validate import Context
 from jingzhun.core.errors import ConfigError, JingzhunError
 from jingzhun.core.workspace import Workspace
@@ -147,19 +150,35 @@ def build_plan(workspace: Workspace, engine: Engine, mapping: Mapping, run: Run)
     salt = workspace.pii_salt() if config.pii.mode == "salted_hash" else None
     context = Context(timezone=mapping.timezone or config.timezone, country_code=config.pii.default_country_code,
                       language=config.language, known=known, pii_salt=salt)
-    return Plan(engine, KINDS[mapping.kind], mapping, context, run.import_id, run.source_id, run.file_path,
-                config.currency, now())
+    kind = KINDS[mapping.kind]
+    loaded = engine.table_exists(kind.primary) and engine.row_count(kind.primary) > 0
+    return Plan(engine, kind, mapping, context, run.import_id, run.source_id, run.file_path, config.currency, now(),
+                lookups={lookup.name: fetch_lookup(engine, lookup) for lookup in kind.lookups}, loaded_before=loaded)
 
 
-def _commit(plan: Plan, run: Run, batch: readers.Batch, outcome: Outcome) -> None:
-    """Record one batch's counts and progress beside its data."""
+def fetch_lookup(engine: Engine, lookup: Lookup) -> pa.Table:
+    """A kind's reference data from the workspace (no rows while its table is empty or missing)."""
+    if engine.table_exists(lookup.table) and engine.row_count(lookup.table):
+        found = engine.query(lookup.sql)
+        return pa.table({name: pc.cast(found.column(name), pa.string()) for name in lookup.columns})
+    return pa.table({name: pa.array([], pa.string()) for name in lookup.columns})
+
+
+def _prepared(plan: Plan, batches: Iterator[readers.Batch]) -> Iterator[tuple[int, float, Outcome]]:
+    """Each batch checked and turned into target rows, ready to store (the raw rows are let go)."""
+    for batch in batches:
+        yield batch.rows_read, batch.fraction_done, prepare(plan, batch.table, batch.line_no, batch.bad_lines)
+
+
+def _record(plan: Plan, run: Run, rows_read: int, outcome: Outcome) -> None:
+    """Record one batch's counts and progress beside its data (in its transaction)."""
     if outcome.quarantine is not None:
         set_aside(plan, outcome.quarantine)
-    run.rows_read += batch.rows_read
+    run.rows_read += rows_read
     run.rows_loaded += outcome.loaded
     run.rows_quarantined += outcome.quarantined
     run.rows_duplicate += outcome.duplicate
-    run.resume_row += batch.rows_read
+    run.resume_row += rows_read
     save_run(plan.engine, run)
 
 
@@ -192,7 +211,7 @@ def import_file(workspace: Workspace, engine: Engine, kind: str, path: str | Pat
 
     Args:
         mapping: a Mapping, a path to a mapping YAML, or None for the built-in one.
-        progress: called with (fraction of the file done, rows read so far).
+        progress: called after each committed batch with (fraction of the file done, rows stored so far).
         encoding: override the detected CSV encoding.
     """
     _kind(kind)
@@ -209,14 +228,15 @@ def import_file(workspace: Workspace, engine: Engine, kind: str, path: str | Pat
     plan = build_plan(workspace, engine, chosen, run)
     resumed_from, written = run.resume_row, {}
     group = chosen.source_of(chosen.group_by) if chosen.group_by else None
-    for batch in regroup(_batches(path, chosen, run.encoding or text, run.resume_row), group):
+    batches = regroup(ahead(_batches(path, chosen, run.encoding or text, run.resume_row)), group)
+    for rows_read, fraction_done, prepared in ahead(_prepared(plan, batches), plan.on_engine):
         with engine.transaction():
-            outcome = process(plan, batch.table, batch.line_no, batch.bad_lines)
-            _commit(plan, run, batch, outcome)
+            outcome = store(plan, prepared)
+            _record(plan, run, rows_read, outcome)
         for table, count in outcome.written.items():
             written[table] = written.get(table, 0) + count
         if progress:
-            progress(batch.fraction_done, run.rows_read)
+            progress(fraction_done, run.rows_read)
     _finish(engine, run, plan)
     return _result(run, "finished", time.perf_counter() - started, written, resumed_from)
 

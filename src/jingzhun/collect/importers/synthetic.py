@@ -19,6 +19,9 @@ STORES = ["SH001", "SH002", "BJ001", "BJ002", "GZ001", "SZ001", "HZ001", "CD001"
 PAYMENTS = np.array(["微信支付", "支付宝", "银联卡", "现金", "数字人民币"])
 
 
+BARCODES = 760  # distinct products sold
+
+
 def ean13(body: np.ndarray) -> np.ndarray:
     """12-digit bodies → 13-digit EAN strings with their check digit."""
     digits = (body[:, None] // 10 ** np.arange(11, -1, -1)) % 10
@@ -44,7 +47,7 @@ def pos_table(rows: int, seed: int = 7) -> pa.Table:
     phone = (13_800_000_000 + rng.integers(0, 199_999_999, rows)).astype(str)
     style = rng.integers(0, 4, rows)
     phone = np.where(style == 1, np.char.add("+86 ", phone), np.where(style == 2, np.char.add("86-", phone), phone))
-    barcode = ean13(697_543_210_000 + rng.integers(0, 760, rows) * 7)
+    barcode = ean13(697_543_210_000 + rng.integers(0, BARCODES, rows) * 7)
     quantity = rng.integers(1, 4, rows)
     price = rng.choice(np.array([69.0, 129.0, 259.0, 459.0, 869.0]), rows)
     bad = rng.random(rows)
@@ -73,3 +76,18 @@ def write_pos_file(path: str | Path, rows: int, seed: int = 7, encoding: str = "
             out.write(chunk)
     staging.unlink()
     return path
+
+
+def write_catalog(folder: str | Path) -> tuple[Path, Path]:
+    """The stores and products the synthetic export refers to (UTF-8 CSVs for `stores`, `products`)."""
+    folder = Path(folder)
+    stores, products = folder / "stores.csv", folder / "products.csv"
+    pacsv.write_csv(pa.table({"store_id": STORES, "name": [f"精准门店{store}" for store in STORES]}), stores)
+    number = np.arange(BARCODES)
+    pacsv.write_csv(pa.table({
+        "product_id": np.char.add("P", np.char.zfill(number.astype(str), 5)),
+        "sku": np.char.add("SKU-", np.char.zfill(number.astype(str), 5)),
+        "barcode": ean13(697_543_210_000 + number * 7), "name": np.full(BARCODES, "玉肌水光润泽轻盈粉底液 #01象牙白"),
+        "price": np.full(BARCODES, "259.00"),
+    }), products)
+    return stores, products
