@@ -9,7 +9,7 @@ DEMO_DIR ?= demo-workspace
 DEMO_PERSONS ?= 20000
 DEMO_SEED ?= 42
 
-.PHONY: demo test test-fast lint bench venv java node clean
+.PHONY: demo test test-spark-full test-fast lint bench venv java node clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,9 @@ node:
 	npm ci --prefix $(NODE_CLIENT) --no-audit --no-fund
 
 test: $(VENV)/.installed-dev java node
+	$(BIN)/python -m pytest -m "(spark or not spark) and not spark_full" -p no:cacheprovider
+
+test-spark-full: $(VENV)/.installed-dev java node  ## every Spark variant of the stage tests too (slow)
 	$(BIN)/python -m pytest -m "spark or not spark" -p no:cacheprovider
 
 test-fast: $(VENV)/.installed-dev

@@ -112,3 +112,17 @@ def copy_workspace(source: Path, target: Path) -> Workspace:
         if (source / extra).exists():
             (target / extra).symlink_to(source / extra)
     return open_workspace(target)
+
+
+# The identify and portray tests run every engine-parametrized test on Spark too; on a
+# 2-core CI machine that alone takes longer than the whole suite should. `make test` runs
+# their direct DuckDB-vs-Spark comparisons (`both_engines`) and the pipeline parity
+# harness (tests/test_parity.py) on Spark; `make test-spark-full` runs every variant.
+_FULL_SPARK_DIRS = ("tests/identity/", "tests/profiles/")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        in_stage = any(part in item.nodeid for part in _FULL_SPARK_DIRS)
+        if in_stage and item.get_closest_marker("spark") and "both_engines" not in item.fixturenames:
+            item.add_marker(pytest.mark.spark_full)
