@@ -186,7 +186,18 @@ def floored(model: dict[str, Any]) -> dict[str, Any]:
 
 def model_version(model: dict[str, Any]) -> str:
     """A version naming the Splink release and a hash of the trained parameters."""
-    stable = {key: value for key, value in model.items() if key != "linker_uid"}
+    # Only what was learned: the prior and each level's m and u. The settings' SQL is
+    # rendered per engine (sql_dialect, function spellings), so it would give the same
+    # trained model two versions on DuckDB and Spark.
+    stable = {
+        "prior": model.get("probability_two_random_records_match"),
+        "comparisons": [
+            [comparison.get("output_column_name"),
+             [[level.get("label_for_charts"), level.get("m_probability"), level.get("u_probability")]
+              for level in comparison.get("comparison_levels", [])]]
+            for comparison in model.get("comparisons", [])
+        ],
+    }
     # Parallel sums may differ in the last bits between runs; 8 digits are the model.
     text = json.dumps(_rounded(stable), sort_keys=True, default=str)
     digest = hashlib.sha256(text.encode()).hexdigest()
