@@ -6,7 +6,7 @@ independently of the importer (as `docs/demo-data.md` describes them).
 
 import csv
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -34,11 +34,12 @@ def ean_ok(code: str) -> bool:
 
 
 def time_ok(text: str) -> bool:
+    """A real local time in the default plausible window (1990 to tomorrow)."""
     try:
-        datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
+        parsed = datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
     except ValueError:
         return False
-    return True
+    return 1990 <= parsed.year and parsed <= datetime.now() + timedelta(days=1)
 
 
 def catalogue_names(demo: Path) -> set[str]:

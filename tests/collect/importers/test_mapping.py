@@ -43,3 +43,11 @@ def test_time_zone_and_formats_are_checked() -> None:
         parse_mapping({"kind": "stores", "timezone": "Asia/Shangai", "fields": {"store_id": {}}}, "m.yaml")
     with pytest.raises(ConfigError, match="strptime"):
         parse_mapping({"kind": "stores", "fields": {"opened_on": {"type": "date", "formats": ["x'); --"]}}}, "m.yaml")
+
+
+def test_plausible_window_applies_to_times_only_and_must_be_ordered() -> None:
+    with pytest.raises(ConfigError, match="dates and timestamps only"):
+        parse_mapping({"kind": "stores", "fields": {"store_id": {"not_before": "2000-01-01"}}}, "m.yaml")
+    with pytest.raises(ConfigError, match="not be later"):
+        parse_mapping({"kind": "stores", "fields": {"opened_on": {"type": "date", "not_before": "2020-01-01",
+                                                                  "not_after": "2019-01-01"}}}, "m.yaml")

@@ -9,6 +9,7 @@ typo such as `requred: true` would otherwise silently load bad rows.
 from __future__ import annotations
 
 import difflib
+from datetime import date, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from jingzhun.core.errors import ConfigError
 
+EARLIEST_TIMESTAMP = date(1990, 1, 1)
 FieldType = Literal[
     "string", "integer", "decimal", "float", "boolean", "date", "timestamp", "phone", "email", "ean13", "json"
 ]
@@ -53,6 +55,10 @@ class FieldMap(_Strict):
     formats: list[str] = Field(default_factory=list, description="strptime formats for dates/times.")
     min: float | None = Field(None, description="Smallest allowed number, e.g. 0 for quantities.")
     timezone: str | None = Field(None, description="Zone of naive local times; default: the mapping's.")
+    not_before: date | None = Field(None, description="Earliest plausible date or time (local); default for "
+                                                      f"timestamps: {EARLIEST_TIMESTAMP}.")
+    not_after: date | None = Field(None, description="Latest plausible date or time (local); default for "
+                                                     "timestamps: the day after the import.")
     references: str | None = Field(None, pattern=r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$",
                                    description="table.column the value must exist in.")
     check_mojibake: bool = Field(False, description="Quarantine garbled text (UTF-8 read as GBK or "
@@ -68,6 +74,27 @@ class FieldMap(_Strict):
         if self.check_mojibake and self.type != "string":
             raise ValueError("`check_mojibake` applies to text fields (type: string) only")
         return self
+
+    @model_validator(mode="after")
+    def _window_on_times(self) -> FieldMap:
+        bounded = self.not_before is not None or self.not_after is not None
+        if bounded and self.type not in ("date", "timestamp"):
+            raise ValueError("`not_before` and `not_after` apply to dates and timestamps only")
+        if self.not_before and self.not_after and self.not_before > self.not_after:
+            raise ValueError("`not_before` must not be later than `not_after`")
+        return self
+
+    def plausible_window(self, today: date) -> tuple[date | None, date | None]:
+        """The dates a value must fall in (inclusive, local), or None for an open end.
+
+        Timestamps get a window by default: exports fill unknown times with
+        placeholders (1970-01-01, 1900-01-01, 2099-12-31) that parse as valid times
+        and would silently date an order decades away. Dates (birthdays, store
+        openings) have none unless the mapping sets one.
+        """
+        if self.type != "timestamp":
+            return self.not_before, self.not_after
+        return (self.not_before or EARLIEST_TIMESTAMP, self.not_after or today + timedelta(days=1))
 
     @field_validator("formats")
     @classmethod

@@ -16,7 +16,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import orjson
 import pyarrow as pa
@@ -148,8 +150,9 @@ def build_plan(workspace: Workspace, engine: Engine, mapping: Mapping, run: Run)
                 query = exp.select(exp.column(column)).distinct().from_(exp.to_table(table))
                 known[spec.references] = engine.query(query).column(0).combine_chunks()
     salt = workspace.pii_salt() if config.pii.mode == "salted_hash" else None
-    context = Context(timezone=mapping.timezone or config.timezone, country_code=config.pii.default_country_code,
-                      language=config.language, known=known, pii_salt=salt)
+    zone = mapping.timezone or config.timezone
+    context = Context(timezone=zone, country_code=config.pii.default_country_code, language=config.language,
+                      known=known, pii_salt=salt, today=datetime.now(ZoneInfo(zone)).date())
     kind = KINDS[mapping.kind]
     loaded = engine.table_exists(kind.primary) and engine.row_count(kind.primary) > 0
     return Plan(engine, kind, mapping, context, run.import_id, run.source_id, run.file_path, config.currency, now(),
@@ -192,7 +195,12 @@ def _start(engine: Engine, kind: str, path: Path, mapping: Mapping, encoding: st
 
 
 def resolve_mapping(kind: str, mapping: Mapping | str | Path | None) -> Mapping:
-    """The mapping to use: given, loaded from a path, or the built-in one for `kind`."""
+    """The mapping to use: given, loaded from a path, or the built-in one for `kind`.
+
+    Fields a given mapping leaves out are read as the built-in mapping reads them
+    (defaults such as `currency: CNY` included): the kind's SQL uses every one of
+    them, and a mapping written to change one field should not have to repeat the rest.
+    """
     from jingzhun.collect.importers.mapping import load_mapping
 
     chosen = mapping if isinstance(mapping, Mapping) else load_mapping(mapping) if mapping else builtin_mapping(kind)
@@ -201,7 +209,10 @@ def resolve_mapping(kind: str, mapping: Mapping | str | Path | None) -> Mapping:
                           fix=f"use a mapping with `kind: {kind}`",
                           message_zh=f"映射文件的类型是 `{chosen.kind}`，不是 `{kind}`。",
                           fix_zh=f"请使用 `kind: {kind}` 的映射文件")
-    return chosen
+    builtin = builtin_mapping(kind)
+    if chosen is builtin or set(builtin.fields) <= set(chosen.fields):
+        return chosen
+    return chosen.model_copy(update={"fields": {**builtin.fields, **chosen.fields}})
 
 
 def import_file(workspace: Workspace, engine: Engine, kind: str, path: str | Path,

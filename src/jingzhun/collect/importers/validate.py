@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 
 import duckdb
 import pyarrow as pa
@@ -37,6 +38,10 @@ REASONS: dict[str, tuple[str, str]] = {
     "bad_barcode": ("{label} is not a 13-digit EAN-13 barcode: ", "{label} 不是 13 位 EAN-13 条码："),
     "bad_check_digit": ("{label} has a wrong EAN-13 check digit: ", "{label} 的 EAN-13 校验位错误："),
     "below_min": ("{label} must be at least {min:g}: ", "{label} 不能小于 {min:g}："),
+    "implausible_time": ("{label} is outside {earliest} – {latest}, likely a placeholder for an unknown time "
+                         "(if such values are real, widen `not_before`/`not_after` in the mapping): ",
+                         "{label} 不在 {earliest} 至 {latest} 之间，可能是未知时间的占位值（如确为真实数据，请在映射中"
+                         "放宽 `not_before`/`not_after`）："),
     "unknown_value": ("{label} has a value the mapping does not list: ", "{label} 的值不在映射的取值表中："),
     "unknown_reference": ("{label} is not in {references} (add it there first, then retry): ",
                           "{label} 不在 {references} 中（请先添加，再重试）："),
@@ -81,6 +86,7 @@ class Context:
     language: str = "zh"
     known: dict[str, pa.Array] = field(default_factory=dict)  # "table.column" -> values present
     pii_salt: bytes | None = None  # set when the workspace stores phones and e-mails hashed
+    today: date = field(default_factory=date.today)  # local date of the import: bounds plausible times
 
 
 def reason_text(code: str, name: str, spec: FieldMap, language: str, **values: str) -> str:
@@ -125,13 +131,32 @@ def field_sql(name: str, spec: FieldMap, mapping: Mapping, ctx: Context) -> str:
     if spec.min is not None and spec.type in ("integer", "decimal", "float"):
         checks.append(f"CASE WHEN v < {spec.min!r} THEN 'below_min' END")
         codes.append("below_min")
+    earliest, latest = spec.plausible_window(ctx.today)
+    if earliest or latest:
+        zone = spec.timezone or mapping.timezone or ctx.timezone
+        checks.append(f"CASE WHEN {_outside_sql(spec, zone, earliest, latest)} THEN 'implausible_time' END")
+        codes.append("implausible_time")
+    shown = {"earliest": str(earliest or "…"), "latest": str(latest or "…")}
+    prefixes = " ".join(f"WHEN '{code}' THEN {lit(reason_text(code, name, spec, ctx.language, **shown))}"
+                        for code in codes)
     problem = f"coalesce({', '.join(checks)}, NULL)" if checks else "NULL"
-    prefixes = " ".join(f"WHEN '{code}' THEN {lit(reason_text(code, name, spec, ctx.language))}" for code in codes)
     reason = f"(CASE p {prefixes} END) || coalesce(r, {lit(empty_text(ctx.language))})" if codes else "NULL"
     return (f"SELECT t, v, {sql.masked or 'false'} AS m, p, CAST({reason} AS VARCHAR) AS reason FROM "
             f"(SELECT *, CAST({problem} AS VARCHAR) AS p FROM (SELECT *, {sql.value} AS v FROM "
             f"(SELECT *, {sql.prepared or 't'} AS x FROM (SELECT r, {text} AS t"
             f"{f', {unknown} AS u' if unknown else ''} FROM distinct_values))))")
+
+
+def _outside_sql(spec: FieldMap, zone: str, earliest: date | None, latest: date | None) -> str:
+    """`v` before the first or after the last day of the window (local days, inclusive)."""
+    def start_of(day: date) -> str:
+        if spec.type == "date":
+            return f"DATE '{day.isoformat()}'"
+        return f"timezone({lit(zone)}, TIMESTAMP '{day.isoformat()} 00:00:00')"
+
+    tests = [*([f"v < {start_of(earliest)}"] if earliest else []),
+             *([f"v >= {start_of(latest + timedelta(days=1))}"] if latest else [])]
+    return " OR ".join(tests)
 
 
 @dataclass
