@@ -184,7 +184,8 @@ def assert_buyer_identifiers(engine: Engine, demo: Path) -> None:
 
 def test_catalogue_inventory_and_ads(workspace: Workspace, engine: Engine, demo: Path) -> None:
     expected = {"stores": ("catalog/stores.csv", 0), "products": ("catalog/products.csv", 0),
-                "stock_counts": ("inventory/stock_counts.csv", None), "ad_spend": ("ads/ad_spend.csv", None)}
+                "stock_counts": ("inventory/stock_counts.csv", None), "ad_spend": ("ads/ad_spend.csv", None),
+                "inventory_movements": ("inventory/inventory_movements.csv", None)}
     for kind, (name, bad) in expected.items():
         path = demo / name
         result = import_file(workspace, engine, kind, path)
@@ -195,6 +196,22 @@ def test_catalogue_inventory_and_ads(workspace: Workspace, engine: Engine, demo:
     assert reasons(engine, "ad_spend") == {"not_a_number": scalar(engine, "SELECT rows_quarantined FROM imports "
                                                                          "WHERE kind = 'ad_spend'")}
     assert set(reasons(engine, "stock_counts")) == {"bad_check_digit"}
+    assert_stock_rows_name_their_product(engine, demo)
+
+
+def assert_stock_rows_name_their_product(engine: Engine, demo: Path) -> None:
+    """Every stored stock row whose SKU or barcode is in the catalogue carries that product's id."""
+    with open(demo / "catalog/products.csv", encoding="utf-8", newline="") as source:
+        catalogue = list(csv.DictReader(source))
+    by_sku = {row["sku"]: row["product_id"] for row in catalogue}
+    by_barcode = {row["barcode"]: row["product_id"] for row in catalogue}
+    movements = engine.query("SELECT sku, barcode, product_id FROM inventory_movements").to_pylist()
+    counts = engine.query("SELECT barcode, product_id FROM stock_counts").to_pylist()
+    for row in movements:
+        assert row["product_id"] == by_sku.get(row["sku"], by_barcode.get(row["barcode"])), row
+    for row in counts:
+        assert row["product_id"] is not None and row["product_id"] == by_barcode.get(row["barcode"], row["product_id"])
+    assert sum(row["product_id"] is not None for row in movements) > 0.9 * len(movements) > 0
 
 
 MARKETING = [

@@ -157,6 +157,25 @@ FROM rows
 """
 
 
+_PRODUCT_OF_SKU = Lookup(
+    "product_of_sku", "products", "SELECT sku, product_id FROM products WHERE sku IS NOT NULL",
+    ("sku", "product_id"))
+# Stock rows name a product by SKU, barcode or both: the SKU wins (it is the unit
+# stock is kept in), the barcode fills in when the SKU is absent or unknown.
+_PRODUCT_OF_STOCK_ROW = """
+FROM rows r LEFT JOIN product_of_barcode b ON b.barcode = r.barcode
+LEFT JOIN product_of_sku s ON s.sku = r.sku"""
+_STOCK_LEDGER = f"""
+SELECT movement_id, occurred_at, location_id, r.barcode, coalesce(r.sku, b.sku) AS sku,
+  coalesce(s.product_id, b.product_id) AS product_id, movement_type, CAST(quantity AS INTEGER) AS quantity,
+  reason, reference, _source_id AS source_id, _imported_at AS imported_at
+{_PRODUCT_OF_STOCK_ROW}"""
+_STOCK_COUNTS = f"""
+SELECT location_id, r.barcode, coalesce(s.product_id, b.product_id) AS product_id, counted_at,
+  CAST(counted_qty AS INTEGER) AS counted_qty, CAST(system_qty AS INTEGER) AS system_qty
+{_PRODUCT_OF_STOCK_ROW}"""
+
+
 def _plain(table: str, columns: list[str]) -> str:
     """A 1:1 SELECT of fields named like the table's columns."""
     return f"SELECT {', '.join(columns)} FROM rows"
@@ -177,16 +196,11 @@ KINDS: dict[str, Kind] = {
         "stores", ["store_id", "name", "province", "city", "opened_on", "closed_on"])),)),
     "inventory_movements": Kind(
         "inventory_movements", "inventory_movements", ("movement_id",), "movement_id",
-        (("inventory_movements", _plain("inventory_movements", [
-            "movement_id", "occurred_at", "location_id", "barcode", "sku", "movement_type",
-            "CAST(quantity AS INTEGER) AS quantity", "reason", "reference", "_source_id AS source_id",
-            "_imported_at AS imported_at"])),)),
+        (("inventory_movements", _STOCK_LEDGER),), lookups=(_PRODUCT_OF_BARCODE, _PRODUCT_OF_SKU)),
     "stock_counts": Kind(
         "stock_counts", "stock_counts", ("location_id", "barcode", "counted_at"),
         "location_id, barcode, counted_at",
-        (("stock_counts", _plain("stock_counts", [
-            "location_id", "barcode", "counted_at", "CAST(counted_qty AS INTEGER) AS counted_qty",
-            "CAST(system_qty AS INTEGER) AS system_qty"])),)),
+        (("stock_counts", _STOCK_COUNTS),), lookups=(_PRODUCT_OF_BARCODE, _PRODUCT_OF_SKU)),
     "ad_spend": Kind(
         "ad_spend", "ad_spend", ("day", "channel", "campaign_id"), "day, channel, campaign_id",
         (("ad_spend", _plain("ad_spend", [
