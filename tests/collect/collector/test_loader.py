@@ -16,9 +16,9 @@ from jingzhun.schema import migrate
 RECEIVED_US = 1_714_550_400_000_000  # 2024-05-01T08:00:00Z
 
 
-def line(messages: list[object]) -> bytes:
+def line(messages: list[object], received_us: int = RECEIVED_US) -> bytes:
     body = orjson.dumps({"batch": messages, "sentAt": "2024-05-01T08:00:10Z"})
-    return request_line(RECEIVED_US, "src_1", "miniprogram", "batch", body)
+    return request_line(received_us, "src_1", "miniprogram", "batch", body)
 
 
 def track(message_id: str, **properties: object) -> dict:
@@ -48,3 +48,17 @@ def test_loader_maps_dedupes_and_replays(engine: Engine, tmp_path: Path) -> None
     reasons = engine.query("SELECT reason_code FROM quarantine").column("reason_code").to_pylist()
     assert sorted(reasons) == ["invalid_type", "tracking_plan.missing_property"]  # the replay added none
     assert not engine.table_exists("_collector_batch")  # the anti-join's staging table is gone
+
+
+def test_retries_within_the_dedupe_window_are_recognized(engine: Engine, tmp_path: Path) -> None:
+    """The anti-join looks back DEDUPE_WINDOW (seven days) from the batch's earliest receipt."""
+    migrate(engine)
+    log = DurableLog(tmp_path / "log")
+    day_us = 86_400 * 1_000_000
+    log.append(line([track("early"), track("kept")]))
+    loader = Loader(engine, DurableLog(tmp_path / "log", writer=False), PlanChecker([]), {"src_1": "mini"})
+    loader.load_once()
+    log.append(line([track("kept"), track("new")], received_us=RECEIVED_US + 6 * day_us))
+    loader.load_once()
+    rows = engine.query("SELECT message_id, count(*) AS n FROM events GROUP BY 1 ORDER BY 1").to_pylist()
+    assert rows == [{"message_id": "early", "n": 1}, {"message_id": "kept", "n": 1}, {"message_id": "new", "n": 1}]
