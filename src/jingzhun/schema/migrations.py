@@ -91,6 +91,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                   t.MATCH_CANDIDATES, t.MODEL_RUNS),
     )),
     Migration(7, "the portrait's serving table: typed traits, one row per person", _creates(t.PERSON_TRAITS)),
+    Migration(8, "identifier values refused as evidence, with the reason", _creates(t.IDENTITY_JUNK)),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -253,6 +253,15 @@ MODEL_RUNS = table(
     "features VARCHAR -- JSON list", "rows_trained BIGINT",
 )
 
+IDENTITY_JUNK = table(
+    "identity_junk", "Identifier values the ID graph refuses as evidence, with why: blocklisted test and "
+    "placeholder values, and values shared by more persons than the identity config allows.",
+    "id_type VARCHAR NOT NULL", "id_value VARCHAR NOT NULL",
+    "reason VARCHAR NOT NULL -- blocklist | shared",
+    "anchors BIGINT -- shared: the most distinct one-per-person identifiers seen with the value",
+    "records BIGINT -- source records (orders, members, event streams) carrying the value",
+    "events BIGINT -- observations of the value across those records",
+)
 PERSON_TRAITS = table(
     "person_traits", "The portrait: one row per active person, typed traits for tags, scores and audiences.",
     "person_id VARCHAR NOT NULL",
