@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from jingzhun.core.config_errors import ConfigFile, config_error
 from jingzhun.core.errors import ConfigError
 
 CONFIG_FILE = "jingzhun.yaml"
@@ -103,40 +104,6 @@ _FIXES: dict[str, tuple[str, str]] = {
 }
 
 
-def _known_keys(model: type[BaseModel], path: tuple[str | int, ...]) -> list[str]:
-    """The keys allowed at `path` (used to suggest a fix for a typo)."""
-    for part in path:
-        field = model.model_fields.get(str(part))
-        annotation = field.annotation if field else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return []
-        model = annotation
-    return list(model.model_fields)
-
-
-def _describe(error: dict[str, Any], location: Path) -> ConfigError:
-    """Turn one pydantic error into a ConfigError naming the key and the fix."""
-    loc = tuple(error["loc"])
-    key = ".".join(str(part) for part in loc)
-    if error["type"] == "extra_forbidden":
-        known = _known_keys(WorkspaceConfig, loc[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        fix = f"rename it to `{close[0]}`" if close else f"remove it; allowed keys here: {', '.join(known)}"
-        fix_zh = f"改名为 `{close[0]}`" if close else f"删除它；此处允许的键：{'、'.join(known)}"
-        return ConfigError(
-            f"unknown key `{key}`.", fix=fix, field=key, location=location,
-            message_zh=f"未知的键 `{key}`。", fix_zh=fix_zh,
-        )
-    reason = str(error["msg"]).removeprefix("Value error, ")
-    fix, fix_zh = _FIXES.get(key, ("see docs/quickstart.md for the allowed values", "允许的取值见 docs/quickstart.md"))
-    if error["type"] == "missing":
-        fix, fix_zh = f"add `{key}:` to the file", f"在文件中加上 `{key}:`"
-    return ConfigError(
-        f"invalid value for `{key}`: {reason}", fix=fix, field=key, location=location,
-        message_zh=f"`{key}` 的值无效：{reason}", fix_zh=fix_zh,
-    )
-
-
 def parse_config(data: object, location: Path) -> WorkspaceConfig:
     """Validate already-loaded YAML data; raise one ConfigError for the first problem."""
     if not isinstance(data, dict):
@@ -148,7 +115,7 @@ def parse_config(data: object, location: Path) -> WorkspaceConfig:
     try:
         return WorkspaceConfig.model_validate(data)
     except ValidationError as invalid:
-        raise _describe(invalid.errors()[0], location) from None
+        raise config_error(invalid.errors()[0], location, WorkspaceConfig, ConfigFile(), _FIXES) from None
 
 
 def load_config(path: Path) -> WorkspaceConfig:

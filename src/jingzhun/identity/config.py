@@ -28,11 +28,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from jingzhun.core.config_errors import ConfigFile, config_error
 from jingzhun.core.errors import ConfigError
 from jingzhun.core.workspace import Workspace
 from jingzhun.identity.registry import DEFAULT_REGISTRY, Registry
 
 CONFIG_FILE = "identity.yaml"
+IDENTITY_FILE = ConfigFile(f" in {CONFIG_FILE}", f"{CONFIG_FILE} 中", "docs/identity.md")
 
 # Values people type when they have nothing to type. Compared on the trimmed,
 # lower-cased raw value, for every id type.
@@ -147,25 +149,7 @@ def parse_identity_config(data: object, location: Path) -> IdentityConfig:
     try:
         return IdentityConfig.model_validate(data)
     except ValidationError as invalid:
-        raise _describe(invalid.errors()[0], location) from None
-
-
-def _describe(error: dict[str, Any], location: Path) -> ConfigError:
-    key = ".".join(str(part) for part in error["loc"])
-    reason = str(error["msg"]).removeprefix("Value error, ")
-    if not key:  # a check across keys names its key at the start of the message
-        key, _, reason = reason.partition(": ")
-    if error["type"] == "extra_forbidden":
-        return ConfigError(
-            f"unknown key `{key}` in identity.yaml.", field=key, location=location,
-            fix="remove it or check its spelling against docs/identity.md",
-            message_zh=f"identity.yaml 中有未知的键 `{key}`。", fix_zh="删除它，或对照 docs/identity.md 检查拼写",
-        )
-    return ConfigError(
-        f"invalid value for `{key}` in identity.yaml: {reason}", field=key, location=location,
-        fix="see docs/identity.md for the allowed values and id types",
-        message_zh=f"identity.yaml 中 `{key}` 的值无效：{reason}", fix_zh="允许的取值和标识类型见 docs/identity.md",
-    )
+        raise config_error(invalid.errors()[0], location, IdentityConfig, IDENTITY_FILE) from None
 
 
 def load_identity_config(workspace: Workspace | None) -> IdentityConfig:

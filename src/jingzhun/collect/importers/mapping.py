@@ -12,12 +12,13 @@ import difflib
 from datetime import date, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from jingzhun.core.config_errors import ConfigFile, config_error
 from jingzhun.core.errors import ConfigError
 
 EARLIEST_TIMESTAMP = date(1990, 1, 1)
@@ -135,28 +136,7 @@ class Mapping(_Strict):
         return self.fields[name].source or name
 
 
-def _known(loc: tuple[Any, ...]) -> list[str]:
-    if len(loc) >= 3 and loc[0] == "fields":
-        return list(FieldMap.model_fields)
-    return list(Mapping.model_fields)
-
-
-def _describe(error: dict[str, Any], location: Path | str) -> ConfigError:
-    """One pydantic error → a ConfigError naming the key and the fix."""
-    loc = tuple(error["loc"])
-    key = ".".join(str(part) for part in loc) or "mapping"
-    if error["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(str(loc[-1]), _known(loc), n=1)
-        fix = f"rename it to `{close[0]}`" if close else f"remove it; allowed: {', '.join(_known(loc))}"
-        fix_zh = f"改名为 `{close[0]}`" if close else f"删除它；允许的键：{'、'.join(_known(loc))}"
-        return ConfigError(f"unknown key `{key}` in the mapping.", fix=fix, fix_zh=fix_zh, field=key,
-                           location=location, message_zh=f"映射文件中有未知的键 `{key}`。")
-    reason = str(error["msg"]).removeprefix("Value error, ")
-    return ConfigError(
-        f"invalid mapping value for `{key}`: {reason}", field=key, location=location,
-        fix="see docs/importing.md for the mapping format", message_zh=f"映射文件 `{key}` 的值无效：{reason}",
-        fix_zh="映射文件格式见 docs/importing.md",
-    )
+MAPPING_FILE = ConfigFile(" in the mapping", "映射文件中", "docs/importing.md")
 
 
 def parse_mapping(data: object, location: Path | str) -> Mapping:
@@ -169,7 +149,7 @@ def parse_mapping(data: object, location: Path | str) -> Mapping:
     try:
         return Mapping.model_validate(data)
     except ValidationError as invalid:
-        raise _describe(invalid.errors()[0], location) from None
+        raise config_error(invalid.errors()[0], location, Mapping, MAPPING_FILE) from None
 
 
 def load_mapping(path: str | Path) -> Mapping:
