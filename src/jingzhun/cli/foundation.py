@@ -126,6 +126,9 @@ def demo_generate(
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 42,
     start: Annotated[str, typer.Option(help="First day of history (YYYY-MM-DD).")] = "2024-11-01",
     end: Annotated[str, typer.Option(help="Last day of history (YYYY-MM-DD).")] = "2026-10-31",
+    views_per_visit: Annotated[float, typer.Option(
+        min=1.0, help="Mean product views per web/app/mini-program visit (1.8 gives ~11 events per person, "
+                      "20 about 50). 每次访问平均浏览商品数。")] = 1.8,
 ) -> None:
     """Generate a Chinese omnichannel retailer's source files. 生成演示零售数据。"""
     from jingzhun.demo import generate_demo
@@ -150,7 +153,7 @@ def demo_generate(
             progress.update(tasks[step], completed=done, total=total)
 
         summary = generate_demo(opened.root, persons=persons, seed=seed, start=first_day,
-                                end=last_day, progress=report)
+                                end=last_day, progress=report, views_per_visit=views_per_visit)
     console.print(_files_by_source(summary.files, opened.root, language))
     console.print(t("demo.done", language, path=opened.root, seconds=summary.seconds))
 

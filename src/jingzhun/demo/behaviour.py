@@ -25,7 +25,7 @@ KINDS = ("landing", "identify", "signed_up", "livestream", "search", "list", "vi
 K = {name: i for i, name in enumerate(KINDS)}
 LOGIN_RATE = np.array([0.30, 0.70, 0.90])  # per visit log-in chance (web, app, mini-program)
 SEARCH_RATE, LIST_RATE = 0.30, 0.45
-EXTRA_VIEWS_MEAN, SPIKE_EXTRA_VIEWS_MEAN = 0.8, 1.2
+SPIKE_EXTRA_VIEWS_MEAN = 1.2  # a livestream visit's views beyond the first (ordinary ones: views_per_visit - 1)
 ABANDONED_ADD_RATE = 0.25  # visits without order that still add to cart
 MEAN_GAP_S = 40.0  # mean seconds between two events of a visit
 CLOCK_SKEW_SHARE = 0.03  # app visits sent from a device with a wrong clock
@@ -164,7 +164,7 @@ def _slot_counts(ctx: DemoContext, rng: np.random.Generator, visits: Visits) -> 
     c[:, K["search"]] = ~spike & (rng.random(n) < SEARCH_RATE)
     c[:, K["list"]] = ~spike & (rng.random(n) < LIST_RATE)
     c[:, K["view"]] = 1 + rng.poisson(np.where(spike, SPIKE_EXTRA_VIEWS_MEAN,
-                                               EXTRA_VIEWS_MEAN))
+                                               round(ctx.views_per_visit - 1, 9)))
     c[:, K["add"]] = added
     c[:, K["cart"]] = added
     c[:, K["checkout"]] = checkout

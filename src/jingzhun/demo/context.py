@@ -126,6 +126,7 @@ class DemoContext:
     stores: pa.Table  # store_id, name, province, city, opened_on
     progress: ProgressCallback | None = None
     shared: dict[str, object] = field(default_factory=dict)  # hand-offs between modules
+    views_per_visit: float = 1.8  # mean product views per own-channel visit (browsing depth)
 
     @property
     def data_dir(self) -> Path:
