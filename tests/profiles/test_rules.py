@@ -21,14 +21,13 @@ from jingzhun.engine import Engine, render
 from jingzhun.engine.parity import compare_tables
 from jingzhun.profiles.rules import (
     Catalog,
-    RuleCompiler,
     RuleError,
-    build_rule_sql,
     dump_rule,
     parse_rule,
     referenced_tags,
     rule_path,
 )
+from jingzhun.profiles.rules_compiler import RuleCompiler, build_rule_sql
 from jingzhun.profiles.traits import PERSON_TRAITS
 from jingzhun.schema.tables import (
     CONSENTS,

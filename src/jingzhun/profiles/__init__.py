@@ -7,7 +7,8 @@ predictive scores (`score_persons`), and one person's whole portrait (`person_po
 """
 
 from jingzhun.profiles.portrait import PersonNotFound, Portrait, find_person, person_portrait
-from jingzhun.profiles.rules import RuleCompiler, build_rule_sql, parse_rule
+from jingzhun.profiles.rules import parse_rule
+from jingzhun.profiles.rules_compiler import RuleCompiler, build_rule_sql
 from jingzhun.profiles.scores import ScoresResult, run_scores, score_persons
 from jingzhun.profiles.tags import (
     TagRunResult,

@@ -49,15 +49,14 @@ from jingzhun.profiles.rules import (
     Catalog,
     Condition,
     Problem,
-    RuleCompiler,
     RuleError,
     _invalid,
     check_rule,
-    instant,
     problems_from,
     referenced_tags,
     trait_kind,
 )
+from jingzhun.profiles.rules_compiler import RuleCompiler, instant
 from jingzhun.schema.tables import TAG_DEFINITIONS, TAGS
 
 TAG_CATEGORIES = ("base", "marketing", "intent", "scenario", "predictive")

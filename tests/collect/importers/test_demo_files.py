@@ -39,7 +39,7 @@ def time_ok(text: str) -> bool:
         parsed = datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
     except ValueError:
         return False
-    return 1990 <= parsed.year and parsed <= datetime.now() + timedelta(days=1)
+    return parsed.year >= 1990 and parsed <= datetime.now() + timedelta(days=1)
 
 
 def catalogue_names(demo: Path) -> set[str]:
