@@ -275,8 +275,9 @@ def _bind(sql: str, **values: object) -> exp.Expression:
 
 
 def _status_counts(rows: pa.Table) -> dict[str, int]:
+    """Rows per status, every status present (the run's note names each one)."""
     counts = rows.group_by("status").aggregate([("status", "count")]).to_pylist()
-    return {row["status"]: row["status_count"] for row in counts}
+    return {"auto_merged": 0, "pending": 0, **{row["status"]: row["status_count"] for row in counts}}
 
 
 def _now() -> dt.datetime:
