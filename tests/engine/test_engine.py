@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from jingzhun.core.errors import EngineError
-from jingzhun.engine import Column, Engine
+from jingzhun.engine import Column, Engine, MaterializeHints
 
 ORDER_COLUMNS = [
     Column("order_id", "VARCHAR"),
@@ -58,6 +58,21 @@ def test_materialize_keeps_the_sql_and_cuts_lineage(engine: Engine) -> None:
     # Rebuilding a table from itself works because the new version is written first.
     engine.materialize("order_totals", "SELECT order_id, lines * 10 AS lines FROM order_totals")
     assert sorted(engine.read_table("order_totals").column("lines").to_pylist()) == [10, 20]
+
+
+def test_scratch_tables_behave_like_tables_and_can_be_replaced_either_way(engine: Engine) -> None:
+    engine.write_table("orders", _orders(["a", "b"]))
+    scratch = MaterializeHints(scratch=True)
+    engine.materialize("work_ids", "SELECT order_id FROM orders", scratch)
+    assert "work_ids" in engine.list_tables() and engine.row_count("work_ids") == 2
+    engine.materialize("work_ids", "SELECT order_id FROM work_ids WHERE order_id = 'a'", scratch)  # from itself
+    assert engine.read_table("work_ids").column("order_id").to_pylist() == ["a"]
+    engine.materialize("work_ids", "SELECT 'z' AS order_id")  # a durable table of the same name replaces it
+    assert engine.read_table("work_ids").column("order_id").to_pylist() == ["z"]
+    engine.materialize("work_ids", "SELECT 'y' AS order_id", scratch)  # and the other way round
+    assert engine.read_table("work_ids").column("order_id").to_pylist() == ["y"]
+    engine.drop_table("work_ids")
+    assert "work_ids" not in engine.list_tables()
 
 
 def test_json_and_local_time_mean_the_same_on_every_engine(engine: Engine) -> None:

@@ -47,6 +47,9 @@ class MaterializeHints:
 
     partition_by: tuple[str, ...] = ()
     expected_rows: int | None = None
+    # A stage's own work table, dropped before the stage ends: nothing else reads it and
+    # it need not survive a crash, so an engine may keep it out of durable storage.
+    scratch: bool = False
 
 
 @dataclass

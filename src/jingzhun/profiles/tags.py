@@ -40,7 +40,7 @@ from sqlglot import exp
 
 from jingzhun.core.errors import JingzhunError
 from jingzhun.core.workspace import Workspace
-from jingzhun.engine import Engine, parse_sql, to_local_time
+from jingzhun.engine import Engine, MaterializeHints, parse_sql, to_local_time
 from jingzhun.engine.dialects import parse_read_only
 from jingzhun.profiles.rules import (
     CONDITION_KINDS,
@@ -428,7 +428,7 @@ def apply_batch(
 ) -> dict[str, TagChange]:
     """Compute the holders of these (mutually independent) tags and write the differences."""
     tag_ids = list(queries)
-    engine.materialize(HOLDERS, _batch_sql(queries, versions))
+    engine.materialize(HOLDERS, _batch_sql(queries, versions), MaterializeHints(scratch=True))
     counted = {row["tag_id"]: row for row in engine.query(_bound(CHANGES_SQL, tag_ids, as_of)).to_pylist()}
     if engine.SUPPORTS_UPDATE_DELETE:
         with engine.transaction():

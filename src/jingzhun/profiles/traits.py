@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 from sqlglot import exp
 
 from jingzhun.core.workspace import Workspace
-from jingzhun.engine import Engine, TableHandle
+from jingzhun.engine import Engine, MaterializeHints, TableHandle
 from jingzhun.profiles import traits_sql as q
 from jingzhun.profiles.traits_base import base_candidates_sql, base_values_sql
 from jingzhun.profiles.traits_calendar import holiday_table
@@ -180,6 +180,7 @@ STEPS: tuple[tuple[str, str], ...] = (
     (q.PICKS, q.PICKS_SQL),
     (q.PRICE_BANDS, q.PRICE_BANDS_SQL),
 )
+SCRATCH = MaterializeHints(scratch=True)  # the traits_* work tables, dropped at the end
 INTERMEDIATE = (q.HOLIDAYS, q.BASE_CANDIDATES, q.BASE_VALUES, *(name for name, _ in STEPS), q.NEXT)
 
 
@@ -258,14 +259,14 @@ def compute_traits(
     with steps.step(q.HOLIDAYS):
         _write_holidays(engine, window)
     with steps.step(q.BASE_CANDIDATES):
-        engine.materialize(q.BASE_CANDIDATES, base_candidates_sql(window))
+        engine.materialize(q.BASE_CANDIDATES, base_candidates_sql(window), SCRATCH)
     with steps.step(q.BASE_VALUES):
-        engine.materialize(q.BASE_VALUES, base_values_sql())
+        engine.materialize(q.BASE_VALUES, base_values_sql(), SCRATCH)
     for name, sql in STEPS:
         with steps.step(name):
-            engine.materialize(name, q.bind(sql, window))
+            engine.materialize(name, q.bind(sql, window), SCRATCH)
     with steps.step(PERSON_TRAITS.name):
-        engine.materialize(q.NEXT, person_traits_sql(window, q.utc(None)))
+        engine.materialize(q.NEXT, person_traits_sql(window, q.utc(None)), SCRATCH)
     with steps.step(TRAITS.name):
         change = diff_history(engine, PERSON_TRAITS, window.as_of, q.NEXT, full=full_history)
         with engine.transaction():  # history and the serving table move together where possible

@@ -30,12 +30,13 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-from jingzhun.engine import Engine, parse_sql
+from jingzhun.engine import Engine, MaterializeHints, parse_sql
 from jingzhun.profiles.traits_sql import TraitsError, utc
 from jingzhun.schema.tables import TRAITS, TableDef
 
 DIFF = "traits_diff"
 CHANGED = "traits_changed_persons"
+SCRATCH = MaterializeHints(scratch=True)
 
 # Traits that are a plain function of as_of and another trait: they would change every
 # day without anything happening, so they are served in person_traits only.
@@ -230,9 +231,9 @@ def diff_history(engine: Engine, wide: TableDef, as_of: dt.datetime, current: st
     _check_not_backwards(engine, as_of)
     only = None
     if not full and _comparable(engine, wide, wide.name):
-        engine.materialize(CHANGED, changed_persons_sql(wide, current, wide.name))
+        engine.materialize(CHANGED, changed_persons_sql(wide, current, wide.name), SCRATCH)
         only = CHANGED
-    engine.materialize(DIFF, diff_sql(wide, current, only))
+    engine.materialize(DIFF, diff_sql(wide, current, only), SCRATCH)
     counts = engine.query(COUNTS_SQL).to_pylist()[0]
     return HistoryChange(opened=int(counts["opened"]), closed=int(counts["closed"]))
 

@@ -99,20 +99,19 @@ def owned(kind: str, alias: str, id_column: str) -> str:
 # ---- facts: one row per record, attributed to its person -----------------------------
 
 # Device class per event from the user agent, which every SDK sends; the SDK's own os /
-# device fields only when there is none (one JSON parse per event: context is large).
+# device fields only when there is none. `context` is large (~500 bytes): it is read
+# by path here and never carried through the query (carrying it cost 40% of the step).
 EVENT_FACTS_SQL = f"""
-WITH raw AS (
+WITH described AS (
   SELECT rp.person_id, e.message_id, e."timestamp" AS at, e.type, e.event, e.channel,
     COALESCE(e.anonymous_id, e.user_id) AS stream,
     e.properties->>'$.category' AS category,
     TRY_CAST(e.properties->>'$.price' AS DOUBLE) AS price,
-    e.context->>'$.userAgent' AS ua, e.context
+    e.context->>'$.userAgent' AS ua,
+    CASE WHEN e.context->>'$.userAgent' IS NULL
+      THEN LOWER(COALESCE(e.context->>'$.os.name', e.context->>'$.device.type')) END AS os
   FROM events AS e {owned('event', 'e', 'message_id')}
   WHERE e."timestamp" <= :as_of
-),
-described AS (
-  SELECT *, CASE WHEN ua IS NULL THEN LOWER(COALESCE(context->>'$.os.name', context->>'$.device.type')) END AS os
-  FROM raw
 )
 SELECT person_id, message_id, at, {_local_day('at')} AS day, type, event, channel, stream,
   category, price,
