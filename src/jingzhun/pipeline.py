@@ -8,11 +8,13 @@ Spark and compares every table it produces.
 
 from __future__ import annotations
 
+import difflib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from jingzhun.core.errors import ConfigError
 from jingzhun.core.workspace import Workspace
 from jingzhun.engine import Engine
 from jingzhun.identity import build_identity
@@ -99,6 +101,15 @@ def run_pipeline(
     `on_stage(stage, index, total)` reports each stage; `on_step(step, done, total)`
     the steps inside it, so long stages show progress.
     """
+    known = [stage.name for stage in STAGES]
+    unknown = [name for name in stages or () if name not in known]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f" (did you mean `{close[0]}`?)" if close else ""
+        raise ConfigError(f"unknown pipeline stage `{unknown[0]}`{hint}.", field="stages",
+                          fix=f"use stage names from: {', '.join(known)}",
+                          message_zh=f"未知的流水线阶段 `{unknown[0]}`{hint}。",
+                          fix_zh=f"阶段名称可选：{'、'.join(known)}")
     chosen = [stage for stage in STAGES if stages is None or stage.name in stages]
     results = []
     for index, stage in enumerate(chosen):

@@ -51,6 +51,15 @@ def test_migrate_and_pipeline_report_in_chinese(initialized: Path) -> None:
     assert "流水线完成" in piped.stdout and f"表结构版本 {LATEST_VERSION}" in piped.stdout
 
 
+def test_pipeline_runs_chosen_stages_and_names_an_unknown_one(initialized: Path) -> None:
+    only = run("pipeline", "-w", str(initialized), "--stage", "schema")
+    assert only.returncode == 0, only.stderr
+    assert "1 stages" in only.stdout and "matching" not in only.stdout
+    typo = run("pipeline", "-w", str(initialized), "-s", "schema", "-s", "tratis")
+    assert typo.returncode == 2 and "Traceback" not in typo.stderr
+    assert "`tratis`" in typo.stderr and "`traits`" in typo.stderr
+
+
 def test_sql_prints_table_csv_and_json(initialized: Path) -> None:
     query = "SELECT version, name FROM schema_migrations ORDER BY version"
     as_csv = run("sql", query, "-w", str(initialized), "--format", "csv")

@@ -69,7 +69,13 @@ def migrate_command(workspace: WorkspaceOption = None, engine: EngineOption = No
 
 
 @app.command()
-def pipeline(workspace: WorkspaceOption = None, engine: EngineOption = None) -> None:
+def pipeline(
+    workspace: WorkspaceOption = None,
+    engine: EngineOption = None,
+    stage: Annotated[list[str] | None, typer.Option(
+        "--stage", "-s", help="Run only this stage (repeatable), still in pipeline order: schema, matching, "
+                              "identity, traits, scores, tags. 只运行指定阶段。")] = None,
+) -> None:
     """Run every pipeline stage that exists, with progress. 运行数据流水线。"""
     opened = open_workspace(workspace)
     language = language_of(opened)
@@ -88,7 +94,7 @@ def pipeline(workspace: WorkspaceOption = None, engine: EngineOption = None) -> 
         def on_step(step: str, done: int, total: int) -> None:
             progress.update(steps, total=total or None, completed=done, description=f"  {current['title']}: {step}")
 
-        results = run_pipeline(opened, storage, on_stage, on_step)
+        results = run_pipeline(opened, storage, on_stage, on_step, stages=stage or None)
         progress.update(task, completed=len(results))
     summary = Table(t("table.stage", language), t("table.tables", language), t("table.rows", language),
                     t("table.notes", language))
