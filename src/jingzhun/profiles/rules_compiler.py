@@ -106,6 +106,15 @@ def compare(column: exp.Expression, op: str, value: object) -> exp.Expression:
 
 
 @dataclass
+def _owned_records(table: str, alias: str, kind: str, id_column: str) -> exp.Select:
+    """SELECT person_id FROM `table` joined to its owner through `record_persons`."""
+    return (exp.select(exp.column("person_id", table="rp").as_("person_id"))
+            .from_(exp.to_table(table).as_(alias))
+            .join(exp.to_table("record_persons").as_("rp"), on=exp.and_(
+                exp.column("record_kind", table="rp").eq(literal(kind)),
+                exp.column("record_id", table="rp").eq(exp.column(id_column, table=alias)))))
+
+
 class RuleCompiler:
     """Compiles rules to one SELECT over `population`; collects the per-person aggregates.
 
@@ -290,11 +299,7 @@ class RuleCompiler:
     def _event(self, condition: EventCondition) -> exp.Expression:
         spec = condition.event
         timestamp = exp.column("timestamp", table="e")
-        query = (exp.select(exp.column("person_id", table="rp").as_("person_id"))
-                 .from_(exp.to_table("events").as_("e"))
-                 .join(exp.to_table("record_persons").as_("rp"), on=exp.and_(
-                     exp.column("record_kind", table="rp").eq(literal("event")),
-                     exp.column("record_id", table="rp").eq(exp.column("message_id", table="e")))))
+        query = _owned_records("events", "e", "event", "message_id")
         filters = [*self._window(timestamp, spec.window), *self._local_time(timestamp, spec.local_time)]
         for column, chosen in (("event", spec.name), ("type", spec.type), ("channel", spec.channel)):
             if chosen is not None:
@@ -352,11 +357,7 @@ class RuleCompiler:
     def _order(self, condition: OrderCondition) -> exp.Expression:
         spec = condition.order
         placed = exp.column("placed_at", table="o")
-        query = (exp.select(exp.column("person_id", table="rp").as_("person_id"))
-                 .from_(exp.to_table("orders").as_("o"))
-                 .join(exp.to_table("record_persons").as_("rp"), on=exp.and_(
-                     exp.column("record_kind", table="rp").eq(literal("order")),
-                     exp.column("record_id", table="rp").eq(exp.column("order_id", table="o")))))
+        query = _owned_records("orders", "o", "order", "order_id")
         filters = [*self._window(placed, spec.window), *self._local_time(placed, spec.local_time),
                    *self._order_filters(spec)]
         line_level = spec.quantity is not None or (spec.sum is not None and spec.sum.field == "amount")
