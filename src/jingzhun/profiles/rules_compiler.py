@@ -105,7 +105,6 @@ def compare(column: exp.Expression, op: str, value: object) -> exp.Expression:
     return _CMP[op](this=column, expression=literal(value))
 
 
-@dataclass
 def _owned_records(table: str, alias: str, kind: str, id_column: str) -> exp.Select:
     """SELECT person_id FROM `table` joined to its owner through `record_persons`."""
     return (exp.select(exp.column("person_id", table="rp").as_("person_id"))
@@ -115,6 +114,7 @@ def _owned_records(table: str, alias: str, kind: str, id_column: str) -> exp.Sel
                 exp.column("record_id", table="rp").eq(exp.column(id_column, table=alias)))))
 
 
+@dataclass
 class RuleCompiler:
     """Compiles rules to one SELECT over `population`; collects the per-person aggregates.
 
