@@ -125,6 +125,33 @@ def test_predictions_match_lifetimes_on_the_same_inputs() -> None:
     assert population_mean[0] == pytest.approx(6.25 * 15.44 / 2.74)
 
 
+@pytest.mark.parametrize("model", ["bgnbd", "gamma_gamma"])
+def test_analytic_gradients_match_finite_differences(model: str) -> None:
+    """The fits follow the analytic gradients, so they must be right everywhere the data goes."""
+    rng = np.random.default_rng(3)
+    x = np.concatenate([np.zeros(50), rng.integers(1, 30, 150)]).astype(float)
+    big_t = rng.uniform(5, 80, 200)
+    t_x = np.where(x > 0, big_t * rng.uniform(0.05, 1, 200), 0.0)
+    if model == "bgnbd":
+        terms, params, columns = clv._bgnbd_terms, np.array([0.4, 6.0, 0.8, 2.5]), (x, t_x, big_t)
+    else:
+        terms, params, columns = clv._gamma_gamma_terms, np.array([6.0, 3.7, 15.0]), (x[x > 0], rng.uniform(5, 90, 150))
+    _, grad = terms(params, *columns)
+    for i in range(len(params)):
+        step = np.zeros_like(params)
+        step[i] = 1e-6 * params[i]
+        numeric = (terms(params + step, *columns)[0] - terms(params - step, *columns)[0]) / (2 * step[i])
+        np.testing.assert_allclose(grad[i], numeric, rtol=1e-5, atol=1e-7)
+
+
+def test_fits_over_distinct_rows_equal_fits_over_every_customer(cdnow: pd.DataFrame) -> None:
+    """Weighting distinct summaries by their count is the same likelihood as one row each."""
+    fitted = clv.fit_bgnbd(cdnow["frequency"], cdnow["t_x"], cdnow["T"])
+    params = np.array([fitted.r, fitted.alpha, fitted.a, fitted.b])
+    every = clv.bgnbd_log_likelihood(params, *(cdnow[c].to_numpy(dtype=float) for c in ("frequency", "t_x", "T")))
+    assert every.sum() == pytest.approx(fitted.log_likelihood, rel=1e-12)
+
+
 def test_too_few_repeat_buyers_is_a_clear_error() -> None:
     with pytest.raises(clv.ClvFitError) as raised:
         clv.fit_bgnbd(np.zeros(20), np.zeros(20), np.full(20, 10.0))

@@ -21,13 +21,22 @@ import pyarrow as pa
 import pytest
 
 from jingzhun.engine import Engine, render
-from jingzhun.profiles.scores import CLASSIFIERS, CLV_MODELS, ScoresResult, score_persons
+from jingzhun.profiles.scores import (
+    CLASSIFIERS,
+    CLV_MODELS,
+    SNAPSHOT_TABLE,
+    ScoresResult,
+    score_persons,
+)
 from jingzhun.profiles.scores_features import (
     category_slug,
+    cutoffs_values,
     feature_names,
     features_sql,
     labels_sql,
     rfm_summary_sql,
+    snapshot_features_sql,
+    snapshot_labels_sql,
 )
 from jingzhun.profiles.scores_models import (
     ModelSpec,
@@ -149,6 +158,7 @@ def by_person(table: pa.Table) -> dict[str, dict]:
 def test_every_query_renders_for_both_engines(dialect: str) -> None:
     """The transpile gate for these builders (Python, not shipped .sql files)."""
     for query in (features_sql(CUTOFF, CATEGORIES), labels_sql(CUTOFF, 30),
+                  snapshot_features_sql([before(30), CUTOFF], CATEGORIES), snapshot_labels_sql([CUTOFF], 90),
                   rfm_summary_sql(CUTOFF, "Asia/Shanghai")):
         assert render(query, dialect).startswith("WITH") or render(query, dialect).startswith("SELECT")
 
@@ -185,6 +195,35 @@ def test_features_without_orders_stay_missing_not_zero(shop: Engine) -> None:
     a = earlier["A"]
     assert a["orders_total"] == 0.0 and a["days_since_last_order"] is None and a["aov"] is None
     assert a["category_share_apparel"] is None and a["tenure_days"] == 250.0
+
+
+# Cut-offs around the records above: before any, between them, at T, after all.
+SNAPSHOTS = [before(500), before(150), before(40), before(5), CUTOFF, CUTOFF + dt.timedelta(days=3),
+             CUTOFF + dt.timedelta(days=60)]
+
+
+def split_snapshots(table: pa.Table, cutoffs: list[dt.datetime]) -> dict[dt.datetime, list[dict]]:
+    rows = sorted(table.to_pylist(), key=lambda row: (row["snapshot"], row["person_id"]))
+    return {cutoff: [{k: v for k, v in row.items() if k != "snapshot"} for row in rows if row["snapshot"] == index]
+            for index, cutoff in enumerate(cutoffs)}
+
+
+def test_all_snapshots_in_one_query_equal_one_query_per_snapshot(shop: Engine) -> None:
+    """Windows paired with nearby cut-offs and totals added up over buckets give the same bits."""
+    together = split_snapshots(shop.query(snapshot_features_sql(SNAPSHOTS, CATEGORIES)), SNAPSHOTS)
+    for cutoff in SNAPSHOTS:
+        alone = sorted(shop.query(features_sql(cutoff, CATEGORIES)).to_pylist(), key=lambda row: row["person_id"])
+        assert together[cutoff] == alone, cutoff
+    assert together[SNAPSHOTS[0]] == [] and len(together[CUTOFF]) == 2
+    labels = split_snapshots(shop.query(snapshot_labels_sql(SNAPSHOTS, 30)), SNAPSHOTS)
+    for cutoff in SNAPSHOTS:
+        alone = sorted(shop.query(labels_sql(cutoff, 30)).to_pylist(), key=lambda row: row["person_id"])
+        assert labels[cutoff] == alone, cutoff
+
+
+def test_cutoffs_must_ascend() -> None:
+    with pytest.raises(ValueError, match="ascending"):
+        cutoffs_values([CUTOFF, before(1)])
 
 
 def test_labels_take_the_window_after_the_cutoff(shop: Engine) -> None:
@@ -335,6 +374,7 @@ def test_score_persons_learns_a_planted_signal_and_stores_versions(engine: Engin
     versions = engine.query("SELECT model, model_version FROM model_runs").to_pylist()
     assert len({(r["model"], r["model_version"]) for r in versions}) == 3
     assert engine.row_count("scores") == sum(counts.values()) and again.metrics == result.metrics
+    assert not engine.table_exists(SNAPSHOT_TABLE)  # the run's scratch features are dropped
 
 
 @pytest.mark.spark
@@ -345,12 +385,16 @@ def test_feature_query_is_identical_on_duckdb_and_spark(both_engines: tuple[Engi
         synthetic_shop(engine, persons=80, seed=3)
         write_records(engine, ORDERS, ITEMS, EVENTS, RECORDS, PERSONS, OWNERS)
         cutoff = SYNTHETIC_START + dt.timedelta(days=300)
+        cutoffs = [cutoff - dt.timedelta(days=90), cutoff]
         results.append((engine.query(features_sql(cutoff, CATEGORIES)),
                         engine.query(rfm_summary_sql(cutoff, "Asia/Shanghai")),
-                        engine.query(labels_sql(cutoff, 90))))
-    for duck, spark in zip(*results, strict=True):  # features, RFM summary, labels
+                        engine.query(labels_sql(cutoff, 90)),
+                        engine.query(snapshot_features_sql(cutoffs, CATEGORIES)),
+                        engine.query(snapshot_labels_sql(cutoffs, 30))))
+    for duck, spark in zip(*results, strict=True):  # features, RFM summary, labels, all snapshots at once
         assert duck.num_rows > 40
-        assert duck.sort_by("person_id").to_pylist() == spark.sort_by("person_id").to_pylist()
+        order = [(name, "ascending") for name in ("snapshot", "person_id") if name in duck.column_names]
+        assert duck.sort_by(order).to_pylist() == spark.sort_by(order).to_pylist()
 
 
 # ---- the demo workspace, through the real identity stage ---------------------------

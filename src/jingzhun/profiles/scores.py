@@ -4,7 +4,8 @@
 
 1. Features per person as of a cut-off T, computed by the engine in SQL from the
    records attributed to the person (scores_features.py); labels from the window
-   after T.
+   after T. All cut-offs the run needs are computed by one query into a scratch table,
+   and their labels by one query per horizon.
 2. Each classifier is judged out of time: trained on snapshots at T2 - h, T2 - 2h, ...
    with labels up to T2, tested on the snapshot at T2 = as_of - h. Then the same
    recipe is refit on the snapshots ending at T2 (labels up to as_of) and scores
@@ -31,15 +32,15 @@ import pyarrow as pa
 from sqlglot import exp
 
 from jingzhun.core.workspace import Workspace
-from jingzhun.engine import Engine
+from jingzhun.engine import Engine, MaterializeHints
 from jingzhun.profiles import clv
 from jingzhun.profiles.scores_features import (
     feature_names,
-    features_sql,
-    labels_sql,
     latest_record_sql,
     product_categories,
     rfm_summary_sql,
+    snapshot_features_sql,
+    snapshot_labels_sql,
     utc_instant,
 )
 from jingzhun.profiles.scores_models import (
@@ -64,6 +65,7 @@ CLV_HORIZON_DAYS = 365
 CLV_HOLDOUT_DAYS = 180
 DAYS_PER_PERIOD = 7.0  # BG/NBD runs in weeks, the unit of the published estimates
 MIN_TRAINING_ROWS = 50
+SNAPSHOT_TABLE = "scores_snapshot_features"  # the run's features at every cut-off, dropped after
 
 
 @dataclass(frozen=True)
@@ -77,31 +79,56 @@ class ScoresResult:
 
 @dataclass
 class _Run:
-    """One scoring run's shared state: the engine, the as-of time and cached feature snapshots."""
+    """One scoring run's shared state: the engine, the as-of time and cached feature snapshots.
+
+    The features of every cut-off are computed by one engine query into SNAPSHOT_TABLE
+    (see `snapshot_features_sql`), the labels by one query per horizon; `snapshot` then
+    reads one cut-off's rows back, so Python holds a few snapshots, never all of them.
+    """
 
     engine: Engine
     as_of: dt.datetime
     timezone: str
     categories: list[str]
     computed_at: dt.datetime
+    cutoffs: list[dt.datetime] = field(default_factory=list)
     snapshots: dict[dt.datetime, pd.DataFrame] = field(default_factory=dict)
+    labels: dict[int, pd.DataFrame] = field(default_factory=dict)
 
     @property
     def features(self) -> list[str]:
         return feature_names(self.categories)
 
+    def compute_snapshots(self) -> None:
+        """Features at every cut-off of the run, materialized by the engine in one query."""
+        self.cutoffs = snapshot_cutoffs(self.as_of)
+        self.engine.materialize(SNAPSHOT_TABLE, snapshot_features_sql(self.cutoffs, self.categories),
+                                MaterializeHints(partition_by=("snapshot",)))  # read back one at a time
+
     def snapshot(self, cutoff: dt.datetime) -> pd.DataFrame:
         """Features at `cutoff`, sorted by person so fits are deterministic on any engine."""
         if cutoff not in self.snapshots:
-            frame = self.engine.query(features_sql(cutoff, self.categories)).to_pandas()
-            self.snapshots[cutoff] = frame.sort_values("person_id", kind="stable").reset_index(drop=True)
+            query = (exp.select("person_id", *self.features).from_(SNAPSHOT_TABLE)
+                     .where(exp.column("snapshot").eq(exp.convert(self.cutoffs.index(cutoff))))
+                     .order_by("person_id"))
+            frame = self.engine.query(query).to_pandas()
+            if not frame["person_id"].is_monotonic_increasing:  # the engine sorts; pandas only checks
+                frame = frame.sort_values("person_id", kind="stable").reset_index(drop=True)
+            self.snapshots[cutoff] = frame
         return self.snapshots[cutoff]
+
+    def buyers(self, cutoff: dt.datetime, horizon_days: int) -> pd.Series:
+        """The persons who bought in (cutoff, cutoff + horizon]: one query per horizon, all cut-offs."""
+        if horizon_days not in self.labels:
+            bought = self.engine.query(snapshot_labels_sql(self.cutoffs, horizon_days)).to_pandas()
+            self.labels[horizon_days] = bought[bought["purchases"] > 0]
+        bought = self.labels[horizon_days]
+        return bought.loc[bought["snapshot"] == self.cutoffs.index(cutoff), "person_id"]
 
     def labelled(self, spec: ModelSpec, cutoff: dt.datetime) -> tuple[pd.DataFrame, np.ndarray]:
         """The population of `spec` at `cutoff` and its labels from (cutoff, cutoff + horizon]."""
         frame = self.population(spec, cutoff)
-        bought = self.engine.query(labels_sql(cutoff, spec.horizon_days)).to_pandas()
-        purchased = frame["person_id"].isin(bought.loc[bought["purchases"] > 0, "person_id"]).to_numpy()
+        purchased = frame["person_id"].isin(self.buyers(cutoff, spec.horizon_days)).to_numpy()
         return frame, (purchased if spec.positive_is_purchase else ~purchased).astype(int)
 
     def population(self, spec: ModelSpec, cutoff: dt.datetime) -> pd.DataFrame:
@@ -135,11 +162,16 @@ def score_persons(
     run = _Run(engine, utc_instant(latest), workspace.config.timezone, product_categories(engine),
                dt.datetime.now(dt.UTC).replace(microsecond=0))
     collected = _Collected()
-    total = len(CLASSIFIERS) + 2
-    for index, spec in enumerate(CLASSIFIERS):
-        report(spec.model, index, total)
-        collected.add_classifier(spec.model, _classifier(run, spec))
-        run.snapshots = {k: v for k, v in run.snapshots.items() if k == run.as_of}  # bound memory
+    total = len(CLASSIFIERS) + 3
+    report("features", 0, total)
+    try:
+        run.compute_snapshots()
+        for index, spec in enumerate(CLASSIFIERS, start=1):
+            report(spec.model, index, total)
+            collected.add_classifier(spec.model, _classifier(run, spec))
+            run.snapshots = {k: v for k, v in run.snapshots.items() if k == run.as_of}  # bound memory
+    finally:
+        engine.drop_table(SNAPSHOT_TABLE)
     report("clv", total - 2, total)
     collected.add_lifetime_value(_lifetime_value(run))
     report("write", total - 1, total)
@@ -203,9 +235,15 @@ def _training_set(run: _Run, spec: ModelSpec, cutoffs: Sequence[dt.datetime]) ->
     """Stacked feature rows and labels of several snapshots (oldest first), sampled down
     to `spec.max_training_rows`."""
     parts = [run.labelled(spec, cutoff) for cutoff in sorted(cutoffs)]
-    frame = pd.concat([frame[run.features] for frame, _ in parts], ignore_index=True)
-    keep = sample_rows(len(frame), spec.max_training_rows)
-    return frame.iloc[keep].reset_index(drop=True), np.concatenate([labels for _, labels in parts])[keep]
+    edges = np.cumsum([0, *(len(labels) for _, labels in parts)])
+    keep = sample_rows(int(edges[-1]), spec.max_training_rows)
+    # The sample's rows of each snapshot, taken before stacking: the same rows in the same
+    # order as stacking everything first, without a copy of all the snapshots.
+    chosen = [keep[(keep >= low) & (keep < high)] - low for low, high in zip(edges[:-1], edges[1:], strict=True)]
+    columns = parts[0][0].columns.get_indexer(run.features)
+    frame = pd.concat([part.iloc[rows, columns] for (part, _), rows in zip(parts, chosen, strict=True)],
+                      ignore_index=True)
+    return frame, np.concatenate([labels[rows] for (_, labels), rows in zip(parts, chosen, strict=True)])
 
 
 def _matrix(frame: pd.DataFrame, names: list[str]) -> np.ndarray:

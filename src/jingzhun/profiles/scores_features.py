@@ -19,6 +19,7 @@ import datetime as dt
 import functools
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlglot import exp
 
@@ -28,33 +29,28 @@ from jingzhun.engine import Engine, parse_sql, to_local_time
 # intent to buy, and refunds are a feature of their own).
 PURCHASE = "COALESCE(o.status, '') <> 'cancelled'"
 
-# The population at T: active persons with any order, event or source record at or
-# before T. Ages are in days before T, from whole seconds, so both engines agree.
-RECORDS_CTES = f"""
-person_orders AS (
-  SELECT rp.person_id, o.order_id, o.status, o.channel, o.platform, o.coupon_code,
-    o.net_amount, CASE WHEN {PURCHASE} THEN 1 ELSE 0 END AS is_purchase,
-    CAST(DATE_DIFF('second', o.placed_at, :cutoff) AS DOUBLE) / 86400 AS age_days
+# The records of active persons, each with its person. Every feature at a cut-off T
+# counts the records at or before T; ages are in days before T, from whole seconds, so
+# both engines agree.
+ATTRIBUTED_CTES = f"""
+attributed_orders AS (
+  SELECT rp.person_id, o.order_id, o.status, o.channel, o.platform, o.coupon_code, o.net_amount,
+    CASE WHEN {PURCHASE} THEN 1 ELSE 0 END AS is_purchase, o.placed_at
   FROM orders AS o
   JOIN record_persons AS rp ON rp.record_kind = 'order' AND rp.record_id = o.order_id
   JOIN persons AS p ON p.person_id = rp.person_id AND p.status = 'active'
-  WHERE o.placed_at <= :cutoff
 ),
-person_events AS (
-  SELECT rp.person_id, e.type, e.event, e.channel,
-    CAST(DATE_DIFF('second', e.timestamp, :cutoff) AS DOUBLE) / 86400 AS age_days
+attributed_events AS (
+  SELECT rp.person_id, e.type, e.event, e.channel, e.timestamp
   FROM events AS e
   JOIN record_persons AS rp ON rp.record_kind = 'event' AND rp.record_id = e.message_id
   JOIN persons AS p ON p.person_id = rp.person_id AND p.status = 'active'
-  WHERE e.timestamp <= :cutoff
 ),
-person_records AS (
-  SELECT rp.person_id, s.kind,
-    CAST(DATE_DIFF('second', s.occurred_at, :cutoff) AS DOUBLE) / 86400 AS age_days
+attributed_records AS (
+  SELECT rp.person_id, s.kind, s.occurred_at
   FROM source_records AS s
   JOIN record_persons AS rp ON rp.record_kind = 'source_record' AND rp.record_id = s.record_id
   JOIN persons AS p ON p.person_id = rp.person_id AND p.status = 'active'
-  WHERE s.occurred_at <= :cutoff
 )
 """
 
@@ -65,43 +61,15 @@ category_by_product AS (SELECT product_id, MIN(category) AS category FROM produc
 category_by_barcode AS (SELECT barcode, MIN(category) AS category FROM products
   WHERE barcode IS NOT NULL GROUP BY barcode),
 category_by_sku AS (SELECT sku, MIN(category) AS category FROM products
-  WHERE sku IS NOT NULL GROUP BY sku),
-person_lines AS (
-  SELECT po.person_id, COALESCE(cp.category, cb.category, cs.category) AS category,
-    oi.amount, oi.quantity
-  FROM person_orders AS po
-  JOIN order_items AS oi ON oi.order_id = po.order_id
-  LEFT JOIN category_by_product AS cp ON cp.product_id = oi.product_id
-  LEFT JOIN category_by_barcode AS cb ON cb.barcode = oi.barcode
-  LEFT JOIN category_by_sku AS cs ON cs.sku = oi.sku
-  WHERE po.is_purchase = 1
-)
+  WHERE sku IS NOT NULL GROUP BY sku)
 """
 
-ORDER_FEATURES = """
-order_features AS (
-  SELECT person_id,
-    SUM(is_purchase) AS orders_total,
-    SUM(CASE WHEN is_purchase = 1 AND age_days <= 30 THEN 1 ELSE 0 END) AS orders_30d,
-    SUM(CASE WHEN is_purchase = 1 AND age_days <= 90 THEN 1 ELSE 0 END) AS orders_90d,
-    SUM(CASE WHEN is_purchase = 1 AND age_days <= 365 THEN 1 ELSE 0 END) AS orders_365d,
-    MIN(CASE WHEN is_purchase = 1 THEN age_days END) AS days_since_last_order,
-    MAX(CASE WHEN is_purchase = 1 THEN age_days END) AS days_since_first_order,
-    CAST(SUM(CASE WHEN is_purchase = 1 THEN net_amount END) AS DOUBLE) AS gmv_total,
-    CAST(SUM(CASE WHEN is_purchase = 1 AND age_days <= 90 THEN net_amount END) AS DOUBLE) AS gmv_90d,
-    CAST(SUM(CASE WHEN is_purchase = 1 AND age_days <= 365 THEN net_amount END) AS DOUBLE) AS gmv_365d,
-    SUM(CASE WHEN status = 'refunded' THEN 1 ELSE 0 END) AS refunds_total,
-    SUM(CASE WHEN is_purchase = 0 THEN 1 ELSE 0 END) AS cancelled_total,
-    SUM(CASE WHEN is_purchase = 1 AND coupon_code IS NOT NULL THEN 1 ELSE 0 END) AS coupon_orders,
-    SUM(CASE WHEN is_purchase = 1 AND channel = 'offline' THEN 1 ELSE 0 END) AS offline_orders,
-    SUM(CASE WHEN is_purchase = 1 AND platform IN ('tmall', 'jd', 'douyin_shop') THEN 1 ELSE 0 END)
-      AS marketplace_orders
-  FROM person_orders GROUP BY person_id
-)
-"""
-
-# Window sizes (days before T) for the behaviour counts.
+# Window sizes (days before T) for the order and behaviour counts.
+ORDER_WINDOWS = (30, 90, 365)
 EVENT_WINDOWS = (7, 30, 90)
+RECORD_WINDOW = 90
+# The lower edge of the first cut-off's bucket: before any plausible record.
+EARLIEST = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
 # (feature stem, Segment event name) counted in every window.
 TRACKED_EVENTS = (
     ("product_views", "Product Viewed"),
@@ -114,36 +82,116 @@ EVENT_CHANNELS = ("app", "web", "miniprogram")
 SOCIAL_KINDS = ("interaction", "follow", "livestream_view")
 
 
-def _event_columns() -> str:
-    """Counts of events, active days and tracked events per window; channel shares."""
-    columns = []
+@dataclass(frozen=True)
+class _Split:
+    """How the features of one kind of record are computed at every cut-off at once.
+
+    Pairing every record with every later cut-off would multiply the rows by the number
+    of cut-offs, so the work is split: windowed counts pair each record only with the
+    cut-offs less than `window_days` after it; everything else is first summed per
+    *bucket* (the records between two cut-offs, each counted once) and then added up
+    over the buckets up to each cut-off. Sums, minima and maxima add up exactly; ages
+    come from the earliest or latest time (an age falls as the time rises).
+    """
+
+    kind: str  # orders | events | records: reads attributed_<kind>
+    time: str  # the record's time column
+    window_days: int  # the longest window; rows are paired a day further back
+    windowed: tuple[str, ...]  # aggregates over `age_days` of the paired rows, "... AS name"
+    sums: tuple[tuple[str, str], ...]  # (total, expression per row)
+    ages: tuple[tuple[str, str, str], ...]  # (feature, MIN | MAX, time expression per row)
+
+    def ctes(self) -> str:
+        return ",\n".join([self._recent(), self._buckets(), self._totals(), self._features()])
+
+    def _recent(self) -> str:
+        age = f"CAST(DATE_DIFF('second', a.{self.time}, c.cutoff) AS DOUBLE) / 86400"
+        return f"""recent_{self.kind} AS (
+  SELECT c.snapshot, a.*, {age} AS age_days
+  FROM attributed_{self.kind} AS a
+  JOIN cutoffs AS c ON a.{self.time} <= c.cutoff AND a.{self.time} > c.back_{self.window_days + 1}d
+),
+{self.kind}_windows AS (SELECT snapshot, person_id,
+  {", ".join(self.windowed)}
+  FROM recent_{self.kind} GROUP BY snapshot, person_id)"""
+
+    def _buckets(self) -> str:
+        columns = [f"SUM({expression}) AS {name}" for name, expression in self.sums]
+        columns += [f"{agg}({expression}) AS {name}_at" for name, agg, expression in self.ages]
+        return f"""{self.kind}_buckets AS (
+  SELECT c.snapshot AS bucket, a.person_id, {", ".join(columns)}
+  FROM attributed_{self.kind} AS a
+  JOIN cutoffs AS c ON a.{self.time} <= c.cutoff AND a.{self.time} > c.previous_cutoff
+  GROUP BY c.snapshot, a.person_id)"""
+
+    def _totals(self) -> str:
+        columns = [f"SUM(b.{name}) AS {name}" for name, _ in self.sums]
+        columns += [f"CAST(DATE_DIFF('second', {agg}(b.{name}_at), c.cutoff) AS DOUBLE) / 86400 AS {name}"
+                    for name, agg, _ in self.ages]
+        return f"""{self.kind}_totals AS (
+  SELECT c.snapshot, b.person_id, {", ".join(columns)}
+  FROM {self.kind}_buckets AS b
+  JOIN cutoffs AS c ON b.bucket <= c.snapshot
+  GROUP BY c.snapshot, c.cutoff, b.person_id)"""
+
+    def _features(self) -> str:
+        windowed = ", ".join(f"w.{column.rsplit(' AS ', 1)[1]}" for column in self.windowed)
+        return f"""{self.kind}_features AS (
+  SELECT t.*, {windowed}
+  FROM {self.kind}_totals AS t
+  LEFT JOIN {self.kind}_windows AS w ON w.snapshot = t.snapshot AND w.person_id = t.person_id)"""
+
+
+def _count(condition: str) -> str:
+    return f"CASE WHEN {condition} THEN 1 ELSE 0 END"
+
+
+def _orders() -> _Split:
+    """Purchases, spend, refunds, cancellations, coupons and channels."""
+    windowed = tuple(f"SUM({_count(f'is_purchase = 1 AND age_days <= {days}')}) AS orders_{days}d"
+                     for days in ORDER_WINDOWS)
+    windowed += tuple(f"SUM(CASE WHEN is_purchase = 1 AND age_days <= {days} THEN net_amount END) AS gmv_{days}d"
+                      for days in ORDER_WINDOWS[1:])
+    sums = (("orders_total", "is_purchase"),
+            ("gmv_total", "CASE WHEN is_purchase = 1 THEN net_amount END"),
+            ("refunds_total", _count("status = 'refunded'")),
+            ("cancelled_total", _count("is_purchase = 0")),
+            ("coupon_orders", _count("is_purchase = 1 AND coupon_code IS NOT NULL")),
+            ("offline_orders", _count("is_purchase = 1 AND channel = 'offline'")),
+            ("marketplace_orders", _count("is_purchase = 1 AND platform IN ('tmall', 'jd', 'douyin_shop')")))
+    purchased_at = "CASE WHEN is_purchase = 1 THEN placed_at END"
+    ages = (("days_since_last_order", "MAX", purchased_at), ("days_since_first_order", "MIN", purchased_at))
+    return _Split("orders", "placed_at", max(ORDER_WINDOWS), windowed, sums, ages)
+
+
+def _events() -> _Split:
+    """Counts of events, active days and tracked events per window; totals and channels."""
+    windowed = []
     for days in EVENT_WINDOWS:
         within = f"age_days <= {days}"
-        columns.append(f"SUM(CASE WHEN {within} THEN 1 ELSE 0 END) AS events_{days}d")
-        columns.append(
-            f"COUNT(DISTINCT CASE WHEN {within} THEN CAST(FLOOR(age_days) AS BIGINT) END) AS active_days_{days}d"
-        )
-        for stem, name in TRACKED_EVENTS:
-            columns.append(f"SUM(CASE WHEN {within} AND event = '{name}' THEN 1 ELSE 0 END) AS {stem}_{days}d")
-    columns.append("SUM(CASE WHEN type = 'identify' THEN 1 ELSE 0 END) AS logins_total")
-    columns.append("SUM(CASE WHEN event = 'Livestream Viewed' THEN 1 ELSE 0 END) AS livestream_views_total")
-    columns.append("MIN(age_days) AS days_since_last_event")
-    columns.append("MAX(age_days) AS days_since_first_event")
-    columns.append("COUNT(*) AS events_total")
-    for channel in EVENT_CHANNELS:
-        columns.append(f"SUM(CASE WHEN channel = '{channel}' THEN 1 ELSE 0 END) AS {channel}_events")
-    return "event_features AS (SELECT person_id,\n  " + ",\n  ".join(columns) + "\nFROM person_events GROUP BY person_id)"
+        windowed.append(f"SUM({_count(within)}) AS events_{days}d")
+        windowed.append(
+            f"COUNT(DISTINCT CASE WHEN {within} THEN CAST(FLOOR(age_days) AS BIGINT) END) AS active_days_{days}d")
+        windowed += [f"SUM({_count(f'{within} AND event = {chr(39)}{name}{chr(39)}')}) AS {stem}_{days}d"
+                     for stem, name in TRACKED_EVENTS]
+    sums = (("events_total", "1"), ("logins_total", _count("type = 'identify'")),
+            ("livestream_views_total", _count("event = 'Livestream Viewed'")),
+            *((f"{channel}_events", _count(f"channel = '{channel}'")) for channel in EVENT_CHANNELS))
+    ages = (("days_since_last_event", "MAX", "timestamp"), ("days_since_first_event", "MIN", "timestamp"))
+    return _Split("events", "timestamp", max(EVENT_WINDOWS), tuple(windowed), sums, ages)
 
 
-def _record_columns() -> str:
+def _records() -> _Split:
     """Social interactions, follows and livestream views from imported records; membership."""
-    columns = [
-        f"SUM(CASE WHEN kind = '{kind}' AND age_days <= 90 THEN 1 ELSE 0 END) AS {kind}s_90d"
-        for kind in SOCIAL_KINDS
-    ]
-    columns.append("SUM(CASE WHEN kind = 'member' THEN 1 ELSE 0 END) AS member_records")
-    columns.append("MAX(CASE WHEN kind = 'member' THEN age_days END) AS days_since_member_signup")
-    return "record_features AS (SELECT person_id,\n  " + ",\n  ".join(columns) + "\nFROM person_records GROUP BY person_id)"
+    windowed = tuple(f"SUM({_count(f'kind = {chr(39)}{kind}{chr(39)} AND age_days <= {RECORD_WINDOW}')})"
+                     f" AS {kind}s_{RECORD_WINDOW}d" for kind in SOCIAL_KINDS)
+    sums = (("member_records", _count("kind = 'member'")),)
+    ages = (("days_since_member_signup", "MIN", "CASE WHEN kind = 'member' THEN occurred_at END"),
+            ("first_record_age", "MIN", "occurred_at"))
+    return _Split("records", "occurred_at", RECORD_WINDOW, windowed, sums, ages)
+
+
+SPLITS = (_orders(), _events(), _records())
 
 
 def category_slug(category: str, index: int) -> str:
@@ -152,8 +200,9 @@ def category_slug(category: str, index: int) -> str:
     return slug if slug and slug.isascii() else f"c{index:02d}"
 
 
-def _category_columns(categories: Sequence[str]) -> str:
-    """Share of spend per category (exact decimal sums, divided once as doubles)."""
+def _category_ctes(categories: Sequence[str]) -> str:
+    """Share of spend per category (exact decimal sums, divided once as doubles), from
+    purchased lines summed per bucket, category and person (see `_Split`)."""
     columns = ["COUNT(DISTINCT category) AS categories_bought",
                "CAST(SUM(quantity) AS DOUBLE) AS items_total"]
     for index, category in enumerate(categories):
@@ -162,7 +211,25 @@ def _category_columns(categories: Sequence[str]) -> str:
             f"CAST(SUM(CASE WHEN category = {literal} THEN amount ELSE 0 END) AS DOUBLE)"
             f" / NULLIF(CAST(SUM(amount) AS DOUBLE), 0) AS category_share_{category_slug(category, index)}"
         )
-    return "category_features AS (SELECT person_id,\n  " + ",\n  ".join(columns) + "\nFROM person_lines GROUP BY person_id)"
+    return f"""purchased_lines AS (
+  SELECT c.snapshot AS bucket, a.person_id, COALESCE(cp.category, cb.category, cs.category) AS category,
+    oi.amount, oi.quantity
+  FROM attributed_orders AS a
+  JOIN cutoffs AS c ON a.placed_at <= c.cutoff AND a.placed_at > c.previous_cutoff
+  JOIN order_items AS oi ON oi.order_id = a.order_id
+  LEFT JOIN category_by_product AS cp ON cp.product_id = oi.product_id
+  LEFT JOIN category_by_barcode AS cb ON cb.barcode = oi.barcode
+  LEFT JOIN category_by_sku AS cs ON cs.sku = oi.sku
+  WHERE a.is_purchase = 1),
+line_buckets AS (
+  SELECT bucket, person_id, category, SUM(amount) AS amount, SUM(quantity) AS quantity
+  FROM purchased_lines GROUP BY bucket, person_id, category),
+category_features AS (
+  SELECT c.snapshot, l.person_id,
+  {", ".join(columns)}
+  FROM line_buckets AS l
+  JOIN cutoffs AS c ON l.bucket <= c.snapshot
+  GROUP BY c.snapshot, l.person_id)"""
 
 
 def _ratio(numerator: str, denominator: str) -> str:
@@ -217,45 +284,84 @@ def features_sql(cutoff: dt.datetime, categories: Sequence[str]) -> exp.Expressi
         >>> "category_share_home" in sql.sql(dialect="duckdb")
         True
     """
-    # Parsed once per category list: a run computes eight snapshots of this 12 kB query.
-    template = _features_template(tuple(categories))
-    return exp.replace_placeholders(template.copy(), cutoff=exp.convert(utc_instant(cutoff)))
+    names = ["person_id", *feature_names(categories)]
+    return exp.select(*names).from_(snapshot_features_sql([cutoff], categories).subquery("f"))
+
+
+def snapshot_features_sql(cutoffs: Sequence[dt.datetime], categories: Sequence[str]) -> exp.Expression:
+    """`features_sql` at several cut-offs in one query: a row per snapshot and person.
+
+    `snapshot` is the cut-off's position in `cutoffs` (ascending). One query instead of
+    one per cut-off: records are attributed to persons (three joins on string keys) once,
+    and each record is paired only with the cut-offs that need it (see `_Split`), so eight
+    snapshots of the 100,000-person demo cost about two thirds of the CPU of eight
+    single-snapshot queries, with the same rows to the bit.
+    """
+    query = _features_template(tuple(categories)).copy()
+    placeholder = next(table for table in query.find_all(exp.Table) if table.name == "snapshot_cutoffs")
+    placeholder.replace(cutoffs_values(cutoffs))
+    return query
+
+
+def cutoffs_values(cutoffs: Sequence[dt.datetime]) -> exp.Values:
+    """An inline table of the cut-offs (ascending), numbered: snapshot, cutoff, the
+    previous cut-off (a bucket's lower edge) and the edges of the windows (back_<n>d)."""
+    ordered = [utc_instant(cutoff) for cutoff in cutoffs]
+    if ordered != sorted(set(ordered)):
+        raise ValueError("cut-offs must be distinct and ascending")
+    backs = sorted({split.window_days + 1 for split in SPLITS})
+    rows = [(index, cutoff, ordered[index - 1] if index else EARLIEST,
+             *(cutoff - dt.timedelta(days=days) for days in backs)) for index, cutoff in enumerate(ordered)]
+    return exp.values([tuple(exp.convert(v) for v in row) for row in rows], alias="v",
+                      columns=["snapshot", "cutoff", "previous_cutoff", *(f"back_{days}d" for days in backs)])
 
 
 @functools.lru_cache(maxsize=8)
 def _features_template(categories: tuple[str, ...]) -> exp.Expression:
-    """The feature query with its `:cutoff` placeholders unbound."""
-    population = (
-        "population AS (SELECT person_id FROM person_orders UNION SELECT person_id FROM person_events"
-        " UNION SELECT person_id FROM person_records),\n"
-        "record_ages AS (SELECT person_id, MAX(age_days) AS first_record_age FROM person_records GROUP BY person_id)"
-    )
-    ctes = ",\n".join([RECORDS_CTES.strip(), CATALOGUE_CTES.strip(), ORDER_FEATURES.strip(),
-                       _event_columns(), _record_columns(), _category_columns(categories), population])
+    """The feature query over a placeholder table `snapshot_cutoffs` (parsed once: 15 kB)."""
+    # Everyone with a record at or before the cut-off: the union of the per-kind totals.
+    population = "population AS (" + " UNION ".join(
+        f"SELECT snapshot, person_id FROM {split.kind}_totals" for split in SPLITS) + ")"
+    ctes = ",\n".join(["cutoffs AS (SELECT * FROM snapshot_cutoffs)", ATTRIBUTED_CTES.strip(),
+                       CATALOGUE_CTES.strip(), *(split.ctes() for split in SPLITS),
+                       _category_ctes(categories), population])
     selected = ",\n  ".join(f"CAST({expression} AS DOUBLE) AS {name}"
                             for name, expression in _derived_columns(categories))
+    on = "ON {0}.snapshot = x.snapshot AND {0}.person_id = x.person_id"
     sql = f"""WITH {ctes}
-SELECT x.person_id,
+SELECT x.snapshot, x.person_id,
   {selected}
 FROM population AS x
-LEFT JOIN order_features AS o ON o.person_id = x.person_id
-LEFT JOIN event_features AS e ON e.person_id = x.person_id
-LEFT JOIN (SELECT f.*, a.first_record_age FROM record_features AS f
-           JOIN record_ages AS a ON a.person_id = f.person_id) AS r ON r.person_id = x.person_id
-LEFT JOIN category_features AS c ON c.person_id = x.person_id"""
+LEFT JOIN orders_features AS o {on.format("o")}
+LEFT JOIN events_features AS e {on.format("e")}
+LEFT JOIN records_features AS r {on.format("r")}
+LEFT JOIN category_features AS c {on.format("c")}"""
     return parse_sql(sql)
 
 
 def labels_sql(cutoff: dt.datetime, horizon_days: int) -> exp.Expression:
     """Purchases per active person in the window (cutoff, cutoff + horizon]."""
-    sql = f"""SELECT rp.person_id, COUNT(*) AS purchases
+    names = ["person_id", "purchases"]
+    return exp.select(*names).from_(snapshot_labels_sql([cutoff], horizon_days).subquery("l"))
+
+
+def snapshot_labels_sql(cutoffs: Sequence[dt.datetime], horizon_days: int) -> exp.Expression:
+    """`labels_sql` after several cut-offs in one query: snapshot (position in `cutoffs`),
+    person_id and purchases in (cutoff, cutoff + horizon]."""
+    rows = [(index, utc_instant(cutoff), utc_instant(cutoff) + dt.timedelta(days=horizon_days))
+            for index, cutoff in enumerate(cutoffs)]
+    windows = exp.values([tuple(exp.convert(v) for v in row) for row in rows], alias="w",
+                         columns=["snapshot", "cutoff", "horizon_end"])
+    sql = f"""SELECT w.snapshot, rp.person_id, COUNT(*) AS purchases
 FROM orders AS o
 JOIN record_persons AS rp ON rp.record_kind = 'order' AND rp.record_id = o.order_id
 JOIN persons AS p ON p.person_id = rp.person_id AND p.status = 'active'
-WHERE o.placed_at > :cutoff AND o.placed_at <= :horizon_end AND {PURCHASE}
-GROUP BY rp.person_id"""
-    cutoff = utc_instant(cutoff)
-    return bind(sql, cutoff=cutoff, horizon_end=cutoff + dt.timedelta(days=horizon_days))
+JOIN label_windows AS w ON o.placed_at > w.cutoff AND o.placed_at <= w.horizon_end
+WHERE {PURCHASE}
+GROUP BY w.snapshot, rp.person_id"""
+    query = parse_sql(sql)
+    next(table for table in query.find_all(exp.Table) if table.name == "label_windows").replace(windows)
+    return query
 
 
 def rfm_summary_sql(as_of: dt.datetime, timezone: str = "UTC") -> exp.Expression:
