@@ -103,7 +103,7 @@ class _Run:
         """Features at every cut-off of the run, materialized by the engine in one query."""
         self.cutoffs = snapshot_cutoffs(self.as_of)
         self.engine.materialize(SNAPSHOT_TABLE, snapshot_features_sql(self.cutoffs, self.categories),
-                                MaterializeHints(partition_by=("snapshot",)))  # read back one at a time
+                                MaterializeHints(partition_by=("snapshot",), scratch=True))  # read back one at a time
 
     def snapshot(self, cutoff: dt.datetime) -> pd.DataFrame:
         """Features at `cutoff`, sorted by person so fits are deterministic on any engine."""
