@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from jingzhun.identity import build_identity
+from jingzhun.identity.graph import salt_hex
 from tests.identity import records as r
 
 
@@ -230,6 +233,22 @@ def test_new_person_ids_are_deterministic(ready, tmp_path) -> None:
         else engine.execute("DELETE FROM identities")
     build_identity(workspace, engine)
     assert r.person_of(engine, "member_id", "JZ1") == first
+
+
+def test_a_new_person_id_is_seeded_from_its_smallest_identifier(ready) -> None:
+    """Components run on integer ids; the label (and so the id) must still be the
+    smallest `type:value` key, here an e-mail reached only through a chain of records."""
+    workspace, engine = ready
+    r.crm(engine, "c1", member_id="JZ9", phone="13711112222", minutes=1)
+    r.order(engine, "o1", identifiers={"phone": "13711112222", "email": "z@example.com"}, minutes=2)
+    r.crm(engine, "c2", member_id="JZ8", minutes=3)
+    build_identity(workspace, engine)
+    salt = bytes.fromhex(salt_hex(workspace) or "")
+    digest = hashlib.sha256(salt + b"email:z@example.com").hexdigest()
+    assert {r.person_of(engine, "member_id", "JZ9"), r.person_of(engine, "email", "z@example.com")} == {
+        "P" + digest[:16]}
+    lone = hashlib.sha256(salt + b"member_id:JZ8").hexdigest()
+    assert r.person_of(engine, "member_id", "JZ8") == "P" + lone[:16]
 
 
 def _mixed_records(engine) -> None:

@@ -170,8 +170,8 @@ def _junk(engine: Engine, config: IdentityConfig, plan: ObservationPlan, result:
 
 
 def _links(engine: Engine, config: IdentityConfig, plan: ObservationPlan) -> None:
-    engine.materialize(L.USABLE, L.usable_sql())
     engine.materialize(L.SEEN, L.seen_sql())
+    engine.materialize(L.CENTERS, L.centers_sql())
     overrides = engine.materialize(L.OVERRIDES, L.overrides_sql()).row_count() > 0
     hashes = L.has_hashed_observations(engine)
     engine.materialize(L.LINKS, L.all_links_sql(hashes, overrides, config, plan.registry, plan.settings))

@@ -26,6 +26,7 @@ from jingzhun.identity.config import IdentityConfig
 from jingzhun.identity.identifiers import (
     NormalizeSettings,
     hash_forms_sql,
+    in_list,
     lit,
     node_sql,
     plain_value_sql,
@@ -37,13 +38,14 @@ from jingzhun.identity.tables import count_rows
 
 DECLARED_JUNK = "identity_work_declared_junk"
 JUNK = "identity_junk"
-USABLE = "identity_work_usable"
-SEEN = "identity_work_seen"            # node, first_seen, last_seen, source_id
+SEEN = "identity_work_seen"            # node, first_seen, last_seen, source_id, id_type, id_value
+CENTERS = "identity_work_centers"      # record_kind, record_id, center, center_priority, identifiers
 LINKS = "identity_work_links"
 OVERRIDES = "identity_work_overrides"
 ERASED = "identity_work_erased_nodes"
 
 BIND_PRIORITY = 1000
+OTHER_RULES = ("probabilistic", "operator_bind", "hash_match")   # links that are not a record's star
 HASH_TYPES = ("phone_md5", "phone_sha256", "email_md5", "email_sha256")
 
 
@@ -105,6 +107,15 @@ GROUP BY j.id_type, j.id_value, j.reason, j.anchors
 """
 
 
+def usable(alias: str = "u") -> str:
+    """The usable observations as a derived table, for a FROM clause.
+
+    Read in place by each of the few queries that need them rather than materialized:
+    the join that makes them is cheap next to writing 14 columns per observation.
+    """
+    return f"({usable_sql()}) AS {alias}"
+
+
 def usable_sql() -> str:
     """Observations that may link: linkable types, not junk, not erased."""
     node = node_sql("o.id_type", "o.id_value")
@@ -117,36 +128,53 @@ WHERE j.id_type IS NULL
 """
 
 
-def record_links_sql() -> str:
-    """A star per record: its strongest identifier linked to each of the others.
+def centers_sql() -> str:
+    """Each record's strongest identifier (highest priority, then smallest node): the
+    centre of its star of links and the identifier that names its person.
 
-    The centre is found with one GROUP BY over a sortable key (priority, then node)
-    rather than window functions, which sort every record's rows. Rows come out
-    ordered (left node < right node) with their priority: the weaker end's.
+    Found with one GROUP BY over a sortable key (priority, then node) rather than
+    window functions, which sort every record's rows.
     """
-    center = "SUBSTRING(c.ckey, 5)"
-    center_priority = "(1000 - CAST(SUBSTRING(c.ckey, 1, 4) AS INTEGER))"
-    c_type = f"SUBSTRING({center}, 1, STRPOS({center}, ':') - 1)"
-    c_value = f"SUBSTRING({center}, STRPOS({center}, ':') + 1)"
-    swap = f"{center} < u.node"
+    ckey = "MIN(LPAD(CAST(1000 - priority AS VARCHAR), 4, '0') || node)"
     return f"""
-WITH centers AS (
-  SELECT record_kind, record_id, MIN(LPAD(CAST(1000 - priority AS VARCHAR), 4, '0') || node) AS ckey
-  FROM {USABLE} GROUP BY record_kind, record_id HAVING COUNT(*) > 1
-)
-SELECT CASE WHEN {swap} THEN {c_type} ELSE u.id_type END AS left_type,
-  CASE WHEN {swap} THEN {c_value} ELSE u.id_value END AS left_value,
-  CASE WHEN {swap} THEN u.id_type ELSE {c_type} END AS right_type,
-  CASE WHEN {swap} THEN u.id_value ELSE {c_value} END AS right_value,
-  u.rule, MIN(u.source_id) AS source_id, MIN(u.first_at) AS observed_at,
-  TO_JSON(STRUCT_PACK(records := SUM(u.records), example := MIN(u.record_kind || ':' || u.example_id))) AS evidence,
-  CASE WHEN {swap} THEN {center} ELSE u.node END AS left_node,
-  CASE WHEN {swap} THEN u.node ELSE {center} END AS right_node,
-  MIN(LEAST(u.priority, {center_priority})) AS priority
-FROM {USABLE} AS u JOIN centers AS c ON c.record_kind = u.record_kind AND c.record_id = u.record_id
-WHERE u.node <> {center}
-GROUP BY 1, 2, 3, 4, u.rule, 9, 10
+SELECT record_kind, record_id, SUBSTRING({ckey}, 5) AS center,
+  1000 - CAST(SUBSTRING({ckey}, 1, 4) AS INTEGER) AS center_priority, COUNT(*) AS identifiers
+FROM {usable()} GROUP BY record_kind, record_id
 """
+
+
+def record_links_sql() -> str:
+    """A star per record (from CENTERS): its strongest identifier linked to each of the others.
+
+    Rows come out ordered (left node < right node) with their priority: the weaker end's.
+    Grouped by the node keys alone; types and values are cut from the keys afterwards
+    (types never hold ':'), so the GROUP BY hashes three strings rather than seven.
+    """
+    swap = "c.center < u.node"
+    return f"""
+WITH star AS (
+  SELECT CASE WHEN {swap} THEN c.center ELSE u.node END AS left_node,
+    CASE WHEN {swap} THEN u.node ELSE c.center END AS right_node, u.rule,
+    MIN(u.source_id) AS source_id, MIN(u.first_at) AS observed_at, SUM(u.records) AS records,
+    MIN(u.record_kind || ':' || u.example_id) AS example, MIN(LEAST(u.priority, c.center_priority)) AS priority
+  FROM {usable()} JOIN {CENTERS} AS c ON c.record_kind = u.record_kind AND c.record_id = u.record_id
+  WHERE c.identifiers > 1 AND u.node <> c.center
+  GROUP BY 1, 2, 3
+)
+SELECT {_node_type('left_node')} AS left_type, {_node_value('left_node')} AS left_value,
+  {_node_type('right_node')} AS right_type, {_node_value('right_node')} AS right_value,
+  rule, source_id, observed_at, TO_JSON(STRUCT_PACK(records := records, example := example)) AS evidence,
+  left_node, right_node, priority
+FROM star
+"""
+
+
+def _node_type(node: str) -> str:
+    return f"SUBSTRING({node}, 1, STRPOS({node}, ':') - 1)"
+
+
+def _node_value(node: str) -> str:
+    return f"SUBSTRING({node}, STRPOS({node}, ':') + 1)"
 
 
 def seen_sql() -> str:
@@ -158,19 +186,19 @@ def seen_sql() -> str:
     first = "MIN(CAST(first_at AS VARCHAR) || '|' || source_id)"
     return f"""
 SELECT node, MIN(first_at) AS first_seen, MAX(last_at) AS last_seen,
-  SUBSTRING({first}, STRPOS({first}, '|') + 1) AS source_id
-FROM {USABLE} GROUP BY node
+  SUBSTRING({first}, STRPOS({first}, '|') + 1) AS source_id, MIN(id_type) AS id_type, MIN(id_value) AS id_value
+FROM {usable()} GROUP BY node
 """
 
 
 def hash_links_sql() -> str:
     """Observed ad-platform hashes linked to the plain phone or e-mail they hash."""
-    plain = f"SELECT DISTINCT id_type, id_value, plain_value FROM {USABLE} WHERE id_type IN ('phone', 'email')"
+    plain = f"SELECT DISTINCT id_type, id_value, plain_value FROM {usable()} WHERE id_type IN ('phone', 'email')"
     return f"""
 SELECT h.id_type AS left_type, h.id_value AS left_value, f.id_type AS right_type, f.id_value AS right_value,
   'hash_match' AS rule, MIN(h.source_id) AS source_id, MIN(h.first_at) AS observed_at,
   TO_JSON(STRUCT_PACK(records := COUNT(*), example := MIN(h.record_kind || ':' || h.example_id))) AS evidence
-FROM {USABLE} AS h JOIN ({hash_forms_sql(f"({plain})")}) AS f
+FROM {usable("h")} JOIN ({hash_forms_sql(f"({plain})")}) AS f
   ON f.hash_type = h.id_type AND f.hash_value = h.id_value
 GROUP BY h.id_type, h.id_value, f.id_type, f.id_value
 """
@@ -276,7 +304,7 @@ FROM identity_overrides WHERE revoked_at IS NULL
 
 
 def graph_inputs(engine: Engine) -> None:
-    """Materialize NODES, EDGES and CANNOT for `resolve_limits` from LINKS and USABLE."""
+    """Materialize NODES, EDGES and CANNOT for `resolve_limits` from LINKS and SEEN."""
     engine.materialize(EDGES, f"""
 SELECT left_node AS a, right_node AS b, MAX(priority) AS priority FROM {LINKS}
 WHERE revoked_reason IS NULL GROUP BY left_node, right_node
@@ -285,23 +313,25 @@ WHERE revoked_reason IS NULL GROUP BY left_node, right_node
 SELECT DISTINCT node AS x, other_node AS y FROM {OVERRIDES}
 WHERE kind IN ('unbind', 'unmerge') AND other_node IS NOT NULL
 """)
+    # Record links join identifiers of one record, all in SEEN already; only the other
+    # rules can bring an identifier no usable observation carries.
+    others = f"revoked_reason IS NULL AND rule IN {in_list(OTHER_RULES)}"
     engine.materialize(NODES, f"""
-SELECT n.node, MIN(n.id_type) AS id_type, MIN(n.id_value) AS id_value,
-  MAX(CASE WHEN t.max_per_person IS NOT NULL OR c.node IS NOT NULL THEN 1 ELSE 0 END) = 1 AS anchor
+SELECT n.node, n.id_type, n.id_value, ROW_NUMBER() OVER (ORDER BY n.node) AS id,
+  (t.max_per_person IS NOT NULL OR c.node IS NOT NULL) AS anchor
 FROM (
-  SELECT DISTINCT node, id_type, id_value FROM {USABLE}
-  UNION SELECT left_node, left_type, left_value FROM {LINKS} WHERE revoked_reason IS NULL
-  UNION SELECT right_node, right_type, right_value FROM {LINKS} WHERE revoked_reason IS NULL
+  SELECT node, id_type, id_value FROM {SEEN}
+  UNION SELECT left_node, left_type, left_value FROM {LINKS} WHERE {others}
+  UNION SELECT right_node, right_type, right_value FROM {LINKS} WHERE {others}
 ) AS n JOIN {TYPES} AS t ON t.id_type = n.id_type
 LEFT JOIN (SELECT x AS node FROM {CANNOT} UNION SELECT y FROM {CANNOT}) AS c ON c.node = n.node
-GROUP BY n.node
 """)
 
 
 def has_hashed_observations(engine: Engine) -> bool:
     """Whether any ad-platform hash was observed (the hash join is skipped otherwise)."""
     types = ", ".join(lit(kind) for kind in HASH_TYPES)
-    return count_rows(engine, f"SELECT 1 FROM {USABLE} WHERE id_type IN ({types})") > 0
+    return count_rows(engine, f"SELECT 1 FROM {usable()} WHERE id_type IN ({types})") > 0
 
 
 LINK_COLUMNS = ("left_type", "left_value", "right_type", "right_value", "rule", "source_id", "observed_at",

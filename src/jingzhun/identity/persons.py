@@ -22,7 +22,7 @@ import datetime as dt
 from jingzhun.engine import Engine
 from jingzhun.identity.components import LABELS, NODES, TYPES
 from jingzhun.identity.identifiers import lit, node_sql, salted_sql
-from jingzhun.identity.links import LINKS, OVERRIDES, SEEN, USABLE
+from jingzhun.identity.links import CENTERS, LINKS, OVERRIDES, SEEN
 from jingzhun.identity.observations import ObservationPlan, event_record_key_sql
 from jingzhun.identity.tables import append_rows, replace_rows
 from jingzhun.schema import tables as canonical
@@ -31,7 +31,6 @@ VOTES = "identity_work_votes"
 HOME = "identity_work_home"
 ASSIGN = "identity_work_assign"
 PREVIOUS = "identity_work_previous"
-OWNERS = "identity_work_record_owner"
 EVIDENCE_LIMIT = 20
 
 
@@ -184,24 +183,27 @@ JOIN {TYPES} AS t ON t.id_type = n.id_type LEFT JOIN {SEEN} AS s ON s.node = n.n
 """
 
 
-def owners_sql() -> str:
-    """Each record's person: the person of its strongest identifier."""
+def owners_sql(events: bool) -> str:
+    """Each record's person, for event tuples or for the other records: the person of
+    its strongest identifier (its CENTERS row)."""
+    test = "=" if events else "<>"
     return f"""
-SELECT record_kind, record_id, person_id FROM (
-  SELECT u.record_kind, u.record_id, a.person_id,
-    ROW_NUMBER() OVER (PARTITION BY u.record_kind, u.record_id ORDER BY u.priority DESC, u.node) AS rk
-  FROM {USABLE} AS u JOIN {LABELS} AS l ON l.node = u.node JOIN {ASSIGN} AS a ON a.label = l.label
-) AS ranked WHERE rk = 1
+SELECT c.record_kind, c.record_id, a.person_id
+FROM {CENTERS} AS c JOIN {LABELS} AS l ON l.node = c.center JOIN {ASSIGN} AS a ON a.label = l.label
+WHERE c.record_kind {test} 'event'
 """
 
 
 def record_persons_sql(plan: ObservationPlan) -> str:
-    """record_persons: events through their identity tuple, other records directly."""
+    """record_persons: events through their identity tuple, other records directly.
+
+    The owners are joined in place rather than materialized: each is read once.
+    """
     return f"""
 SELECT 'event' AS record_kind, e.message_id AS record_id, o.person_id
-FROM events AS e JOIN {OWNERS} AS o ON o.record_kind = 'event' AND o.record_id = {event_record_key_sql(plan, 'e.')}
+FROM events AS e JOIN ({owners_sql(events=True)}) AS o ON o.record_id = {event_record_key_sql(plan, 'e.')}
 UNION ALL
-SELECT record_kind, record_id, person_id FROM {OWNERS} WHERE record_kind <> 'event'
+SELECT record_kind, record_id, person_id FROM ({owners_sql(events=False)}) AS r
 """
 
 
@@ -223,7 +225,6 @@ def write_outputs(engine: Engine, plan: ObservationPlan, now: dt.datetime) -> di
                                                 f"UNION ALL SELECT * FROM ({split_changes_sql(now)}) AS s")
     changes = engine.row_count("identity_work_changes")
     engine.materialize("identity_work_persons", persons_sql(now))
-    engine.materialize(OWNERS, owners_sql())
     with engine.transaction():   # all or nothing where the engine has transactions
         counts["persons"] = replace_rows(engine, canonical.PERSONS, "SELECT * FROM identity_work_persons")
         if changes:
