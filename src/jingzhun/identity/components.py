@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 from jingzhun.core.errors import EngineError
 from jingzhun.engine import Engine
+from jingzhun.identity.tables import materialize
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +73,13 @@ def connected_components(engine: Engine, edges_sql: str, name: str, max_rounds: 
     """
     sym, cur, nxt = f"{name}_sym", f"{name}_r0", f"{name}_r1"
     # UNION ALL: a pair listed twice only repeats a neighbour, which MIN ignores.
-    engine.materialize(sym, f"SELECT a AS src, b AS dst FROM ({edges_sql}) AS e WHERE a <> b "
+    materialize(engine, sym, f"SELECT a AS src, b AS dst FROM ({edges_sql}) AS e WHERE a <> b "
                             f"UNION ALL SELECT b, a FROM ({edges_sql}) AS e WHERE a <> b")
-    engine.materialize(cur, f"SELECT src AS node, LEAST(src, MIN(dst)) AS label FROM {sym} GROUP BY src")
+    materialize(engine, cur, f"SELECT src AS node, LEAST(src, MIN(dst)) AS label FROM {sym} GROUP BY src")
     rounds = 0
     while True:
         rounds += 1
-        engine.materialize(nxt, _round_sql(sym, cur))
+        materialize(engine, nxt, _round_sql(sym, cur))
         if _count(engine, f"SELECT node FROM {nxt} WHERE changed") == 0:
             break
         if rounds >= max_rounds:
@@ -89,7 +90,7 @@ def connected_components(engine: Engine, edges_sql: str, name: str, max_rounds: 
                 fix_zh="在 definitions/identity.yaml 中调大 max_rounds，或检查是否存在极长的关联链",
             )
         cur, nxt = nxt, cur
-    engine.materialize(name, f"SELECT node, label FROM {nxt}")
+    materialize(engine, name, f"SELECT node, label FROM {nxt}")
     for table in (sym, cur, nxt):
         engine.drop_table(table)
     log.debug("components %s settled in %d rounds", name, rounds)
@@ -137,15 +138,15 @@ def resolve_limits(engine: Engine, max_rounds: int = 60) -> ComponentsResult:
     """
     result = ComponentsResult()
     result.rounds = _components_by_id(engine, LABELS, max_rounds)
-    engine.materialize("identity_work_bad", invalid_groups_sql(LABELS, "label"))
+    materialize(engine, "identity_work_bad", invalid_groups_sql(LABELS, "label"))
     result.invalid_components = engine.row_count("identity_work_bad")
     if not result.invalid_components:
         return result
-    engine.materialize(COMPONENTS, f"SELECT node, label FROM {LABELS}")
-    engine.materialize(DROPPED, "SELECT CAST(NULL AS VARCHAR) AS a, CAST(NULL AS VARCHAR) AS b, "
+    materialize(engine, COMPONENTS, f"SELECT node, label FROM {LABELS}")
+    materialize(engine, DROPPED, "SELECT CAST(NULL AS VARCHAR) AS a, CAST(NULL AS VARCHAR) AS b, "
                                 "CAST(NULL AS VARCHAR) AS reason WHERE FALSE")
     _rebuild_conflicts(engine, COMPONENTS, result, max_rounds)
-    engine.materialize(LABELS, f"""
+    materialize(engine, LABELS, f"""
 SELECT c.node, COALESCE(r.comp, c.label) AS label FROM {COMPONENTS} AS c
 LEFT JOIN identity_work_comp AS r ON r.node = c.node
 """)
@@ -159,13 +160,13 @@ def _components_by_id(engine: Engine, name: str, max_rounds: int) -> int:
     Ids follow the string order of nodes, so a component's smallest id is its smallest
     node and the label is the same as over strings; a node without links is its own label.
     """
-    engine.materialize("identity_work_edge_ids", f"""
+    materialize(engine, "identity_work_edge_ids", f"""
 SELECT na.id AS a, nb.id AS b FROM {EDGES} AS e
 JOIN {NODES} AS na ON na.node = e.a JOIN {NODES} AS nb ON nb.node = e.b
 """)
     by_id = "identity_work_cc_ids"
     rounds = connected_components(engine, "SELECT a, b FROM identity_work_edge_ids", by_id, max_rounds)
-    engine.materialize(name, f"""
+    materialize(engine, name, f"""
 SELECT n.node, COALESCE(l.node, n.node) AS label FROM {NODES} AS n
 LEFT JOIN {by_id} AS c ON c.node = n.id LEFT JOIN {NODES} AS l ON l.id = c.label
 """)
@@ -174,11 +175,11 @@ LEFT JOIN {by_id} AS c ON c.node = n.id LEFT JOIN {NODES} AS l ON l.id = c.label
 
 def _rebuild_conflicts(engine: Engine, fast: str, result: ComponentsResult, max_rounds: int) -> None:
     """Rebuild the invalid components tier by tier into identity_work_comp(node, comp)."""
-    engine.materialize("identity_work_conflict_edges", f"""
+    materialize(engine, "identity_work_conflict_edges", f"""
 SELECT e.a, e.b, e.priority FROM {EDGES} AS e
 JOIN {fast} AS c ON c.node = e.a JOIN identity_work_bad AS b ON b.grp = c.label
 """)
-    engine.materialize("identity_work_comp", f"""
+    materialize(engine, "identity_work_comp", f"""
 SELECT c.node, c.node AS comp FROM {fast} AS c JOIN identity_work_bad AS b ON b.grp = c.label
 """)
     tiers = engine.query("SELECT DISTINCT priority FROM identity_work_conflict_edges ORDER BY priority DESC")
@@ -189,7 +190,7 @@ SELECT c.node, c.node AS comp FROM {fast} AS c JOIN identity_work_bad AS b ON b.
 
 def _merge_tier(engine: Engine, priority: int, max_rounds: int) -> bool:
     """Apply one tier of links to identity_work_comp; return whether it had any."""
-    engine.materialize("identity_work_tier", f"""
+    materialize(engine, "identity_work_tier", f"""
 SELECT DISTINCT ca.comp AS a, cb.comp AS b FROM identity_work_conflict_edges AS e
 JOIN identity_work_comp AS ca ON ca.node = e.a JOIN identity_work_comp AS cb ON cb.node = e.b
 WHERE e.priority = {priority} AND ca.comp <> cb.comp
@@ -197,13 +198,13 @@ WHERE e.priority = {priority} AND ca.comp <> cb.comp
     if engine.row_count("identity_work_tier") == 0:
         return False
     connected_components(engine, "SELECT a, b FROM identity_work_tier", "identity_work_super", max_rounds)
-    engine.materialize("identity_work_proposed", """
+    materialize(engine, "identity_work_proposed", """
 SELECT c.node, c.comp, COALESCE(s.label, c.comp) AS super FROM identity_work_comp AS c
 LEFT JOIN identity_work_super AS s ON s.node = c.comp
 """)
-    engine.materialize("identity_work_tier_bad", invalid_groups_sql("identity_work_proposed", "super"))
+    materialize(engine, "identity_work_tier_bad", invalid_groups_sql("identity_work_proposed", "super"))
     if engine.row_count("identity_work_tier_bad") == 0:
-        engine.materialize("identity_work_comp", "SELECT node, super AS comp FROM identity_work_proposed")
+        materialize(engine, "identity_work_comp", "SELECT node, super AS comp FROM identity_work_proposed")
         return True
     _split_tier(engine, priority, max_rounds)
     return True
@@ -212,14 +213,14 @@ LEFT JOIN identity_work_super AS s ON s.node = c.comp
 def _split_tier(engine: Engine, priority: int, max_rounds: int) -> None:
     """Inside each proposed merge that breaks a limit: anchored persons stay apart;
     unanchored groups join their single anchored neighbour or stay on their own."""
-    engine.materialize("identity_work_comp_info", f"""
+    materialize(engine, "identity_work_comp_info", f"""
 SELECT p.comp, MIN(p.super) AS super, MAX(CASE WHEN n.anchor THEN 1 ELSE 0 END) = 1 AS anchored,
   MAX(CASE WHEN b.grp IS NOT NULL THEN 1 ELSE 0 END) = 1 AS in_bad, MIN(b.reason) AS reason
 FROM identity_work_proposed AS p JOIN {NODES} AS n ON n.node = p.node
 LEFT JOIN identity_work_tier_bad AS b ON b.grp = p.super
 GROUP BY p.comp
 """)
-    engine.materialize("identity_work_tier_sides", """
+    materialize(engine, "identity_work_tier_sides", """
 SELECT t.a, t.b, ia.anchored AS a_anchored, ib.anchored AS b_anchored, ia.reason
 FROM identity_work_tier AS t
 JOIN identity_work_comp_info AS ia ON ia.comp = t.a JOIN identity_work_comp_info AS ib ON ib.comp = t.b
@@ -227,7 +228,7 @@ WHERE ia.in_bad
 """)
     connected_components(engine, "SELECT a, b FROM identity_work_tier_sides WHERE NOT a_anchored AND NOT b_anchored",
                          "identity_work_groups", max_rounds)
-    engine.materialize("identity_work_group_targets", """
+    materialize(engine, "identity_work_group_targets", """
 WITH touch AS (
   SELECT COALESCE(g.label, s.free) AS grp, s.anchor_comp FROM (
     SELECT a AS free, b AS anchor_comp FROM identity_work_tier_sides WHERE NOT a_anchored AND b_anchored
@@ -239,7 +240,7 @@ SELECT grp, CASE WHEN COUNT(DISTINCT anchor_comp) = 1 THEN MIN(anchor_comp) ELSE
 FROM touch GROUP BY grp
 """)
     _record_dropped(engine, priority)
-    engine.materialize("identity_work_comp", """
+    materialize(engine, "identity_work_comp", """
 SELECT p.node, CASE
     WHEN NOT i.in_bad THEN p.super
     WHEN i.anchored THEN p.comp
@@ -253,7 +254,7 @@ LEFT JOIN identity_work_group_targets AS t ON t.grp = COALESCE(g.label, p.comp)
 def _record_dropped(engine: Engine, priority: int) -> None:
     """Append this tier's dropped links (between anchored persons, or from a group
     that touches several) to DROPPED, as the original identifier pairs."""
-    engine.materialize("identity_work_dropped_tier", f"""
+    materialize(engine, "identity_work_dropped_tier", f"""
 WITH cut AS (
   SELECT s.a, s.b, s.reason FROM identity_work_tier_sides AS s
   LEFT JOIN identity_work_groups AS ga ON ga.node = s.a LEFT JOIN identity_work_groups AS gb ON gb.node = s.b
@@ -269,4 +270,4 @@ JOIN cut ON (cut.a = ca.comp AND cut.b = cb.comp) OR (cut.a = cb.comp AND cut.b 
 WHERE e.priority = {priority}
 UNION ALL SELECT a, b, reason FROM {DROPPED}
 """)
-    engine.materialize(DROPPED, "SELECT a, b, reason FROM identity_work_dropped_tier")
+    materialize(engine, DROPPED, "SELECT a, b, reason FROM identity_work_dropped_tier")

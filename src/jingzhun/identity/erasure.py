@@ -27,6 +27,7 @@ from jingzhun.identity.observations import OBSERVATIONS, ObservationPlan, event_
 from jingzhun.identity.tables import (
     append_rows,
     delete_keys,
+    materialize,
     replace_rows,
     require_tables,
     utc_now,
@@ -78,7 +79,7 @@ JOIN erased_identifiers AS x ON x.id_type = s.id_type AND x.id_hash = {salted_sq
 
 def purge_erased_records(engine: Engine, plan: ObservationPlan) -> dict[str, int]:
     """Delete re-imported records that carry an erased identifier from the source tables."""
-    engine.materialize(ERASED_RECORDS, f"""
+    materialize(engine, ERASED_RECORDS, f"""
 SELECT DISTINCT o.record_kind, o.record_id FROM {OBSERVATIONS} AS o
 JOIN {ERASED_NODES} AS e ON e.id_type = o.id_type AND e.id_value = o.id_value
 """)
@@ -170,14 +171,14 @@ def _digest(text: str) -> str:
 
 
 def _erase(engine: Engine, target: str, change_id: str, salt: str, now, actor: str) -> ErasureResult:
-    engine.materialize(ERASE_PERSONS, f"SELECT person_id FROM persons WHERE person_id = {lit(target)} "
+    materialize(engine, ERASE_PERSONS, f"SELECT person_id FROM persons WHERE person_id = {lit(target)} "
                                       f"OR (status = 'merged' AND merged_into = {lit(target)})")
     aliases = sorted(engine.read_table(ERASE_PERSONS).column("person_id").to_pylist())
-    engine.materialize(ERASE_IDS, f"""
+    materialize(engine, ERASE_IDS, f"""
 SELECT i.id_type, i.id_value, {node_sql('i.id_type', 'i.id_value')} AS node FROM identities AS i
 JOIN {ERASE_PERSONS} AS p ON p.person_id = i.person_id
 """)
-    engine.materialize(ERASE_RECORDS, f"""
+    materialize(engine, ERASE_RECORDS, f"""
 SELECT r.record_kind, r.record_id FROM record_persons AS r JOIN {ERASE_PERSONS} AS p ON p.person_id = r.person_id
 """)
     at = f"CAST({lit(now.isoformat())} AS TIMESTAMPTZ)"
@@ -217,13 +218,13 @@ def _scrub_changes_and_persons(engine: Engine, now) -> None:
     """Erased persons keep a `deleted` row; their change records lose the evidence."""
     at = f"CAST({lit(now.isoformat())} AS TIMESTAMPTZ)"
     mine = f"c.person_id IN (SELECT person_id FROM {ERASE_PERSONS})"
-    engine.materialize("identity_work_changes_scrubbed", f"""
+    materialize(engine, "identity_work_changes_scrubbed", f"""
 SELECT c.change_id, c.occurred_at, c.kind, c.person_id, c.other_person_ids, c.rule,
   CASE WHEN {mine} THEN '{{"erased":true}}' ELSE c.evidence END AS evidence, c.actor
 FROM identity_changes AS c
 """)
     replace_rows(engine, canonical.IDENTITY_CHANGES, "SELECT * FROM identity_work_changes_scrubbed")
-    engine.materialize("identity_work_persons_erased", f"""
+    materialize(engine, "identity_work_persons_erased", f"""
 SELECT p.person_id, CASE WHEN e.person_id IS NULL THEN p.status ELSE 'deleted' END AS status,
   CASE WHEN e.person_id IS NULL THEN p.merged_into END AS merged_into, p.created_at,
   CASE WHEN e.person_id IS NULL THEN p.updated_at ELSE {at} END AS updated_at

@@ -39,6 +39,7 @@ from jingzhun.identity.tables import (
     count_rows,
     drop_work_tables,
     follow_merges,
+    materialize,
     require_tables,
     utc_now,
 )
@@ -132,7 +133,7 @@ def build_identity(workspace: Workspace, engine: Engine, progress: Progress | No
         step("components")
         graph = resolve_limits(engine, config.max_rounds)
         if graph.dropped_links:
-            engine.materialize(L.LINKS, L.mark_dropped_sql())
+            materialize(engine, L.LINKS, L.mark_dropped_sql())
         step("persons")
         assign_person_ids(engine, salt)
         step("write")
@@ -148,13 +149,13 @@ def build_identity(workspace: Workspace, engine: Engine, progress: Progress | No
 
 def _observations(engine: Engine, plan: ObservationPlan, salt: str | None, result: IdentityResult) -> None:
     engine.write_table(TYPES, types_table(plan.registry), mode="replace")
-    engine.materialize(EVENT_TUPLES, event_tuples_sql(plan))
-    engine.materialize(OBSERVATIONS, observations_sql(plan))
-    engine.materialize(L.ERASED, erased_nodes_sql(engine, salt))
+    materialize(engine, EVENT_TUPLES, event_tuples_sql(plan))
+    materialize(engine, OBSERVATIONS, observations_sql(plan))
+    materialize(engine, L.ERASED, erased_nodes_sql(engine, salt))
     if engine.row_count(L.ERASED):
         purged = purge_erased_records(engine, plan)
         result.notes.append(("note.identity_erased_purged", {"count": sum(purged.values())}))
-        engine.materialize(OBSERVATIONS, f"SELECT o.* FROM {OBSERVATIONS} AS o ANTI JOIN {ERASED_RECORDS} AS x "
+        materialize(engine, OBSERVATIONS, f"SELECT o.* FROM {OBSERVATIONS} AS o ANTI JOIN {ERASED_RECORDS} AS x "
                                          "ON x.record_kind = o.record_kind AND x.record_id = o.record_id")
     unknown = engine.query(unknown_types_sql(plan.registry)).to_pylist()
     for row in unknown:
@@ -162,19 +163,19 @@ def _observations(engine: Engine, plan: ObservationPlan, salt: str | None, resul
 
 
 def _junk(engine: Engine, config: IdentityConfig, plan: ObservationPlan, result: IdentityResult) -> None:
-    engine.materialize(L.DECLARED_JUNK, L.declared_junk_sql(config, plan.registry, plan.settings))
-    engine.materialize(L.JUNK, L.junk_sql(config))
+    materialize(engine, L.DECLARED_JUNK, L.declared_junk_sql(config, plan.registry, plan.settings))
+    materialize(engine, L.JUNK, L.junk_sql(config))
     counts = engine.query(f"SELECT reason, COUNT(*) AS n FROM {L.JUNK} GROUP BY reason ORDER BY reason")
     for row in counts.to_pylist():
         result.notes.append(("note.identity_junk", {"reason": row["reason"], "count": row["n"]}))
 
 
 def _links(engine: Engine, config: IdentityConfig, plan: ObservationPlan) -> None:
-    engine.materialize(L.SEEN, L.seen_sql())
-    engine.materialize(L.CENTERS, L.centers_sql())
-    overrides = engine.materialize(L.OVERRIDES, L.overrides_sql()).row_count() > 0
+    materialize(engine, L.SEEN, L.seen_sql())
+    materialize(engine, L.CENTERS, L.centers_sql())
+    overrides = materialize(engine, L.OVERRIDES, L.overrides_sql()).row_count() > 0
     hashes = L.has_hashed_observations(engine)
-    engine.materialize(L.LINKS, L.all_links_sql(hashes, overrides, config, plan.registry, plan.settings))
+    materialize(engine, L.LINKS, L.all_links_sql(hashes, overrides, config, plan.registry, plan.settings))
     L.graph_inputs(engine)
 
 

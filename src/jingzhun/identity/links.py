@@ -34,7 +34,7 @@ from jingzhun.identity.identifiers import (
 )
 from jingzhun.identity.observations import OBSERVATIONS
 from jingzhun.identity.registry import Registry
-from jingzhun.identity.tables import count_rows
+from jingzhun.identity.tables import count_rows, materialize
 
 DECLARED_JUNK = "identity_work_declared_junk"
 JUNK = "identity_junk"
@@ -305,18 +305,18 @@ FROM identity_overrides WHERE revoked_at IS NULL
 
 def graph_inputs(engine: Engine) -> None:
     """Materialize NODES, EDGES and CANNOT for `resolve_limits` from LINKS and SEEN."""
-    engine.materialize(EDGES, f"""
+    materialize(engine, EDGES, f"""
 SELECT left_node AS a, right_node AS b, MAX(priority) AS priority FROM {LINKS}
 WHERE revoked_reason IS NULL GROUP BY left_node, right_node
 """)
-    engine.materialize(CANNOT, f"""
+    materialize(engine, CANNOT, f"""
 SELECT DISTINCT node AS x, other_node AS y FROM {OVERRIDES}
 WHERE kind IN ('unbind', 'unmerge') AND other_node IS NOT NULL
 """)
     # Record links join identifiers of one record, all in SEEN already; only the other
     # rules can bring an identifier no usable observation carries.
     others = f"revoked_reason IS NULL AND rule IN {in_list(OTHER_RULES)}"
-    engine.materialize(NODES, f"""
+    materialize(engine, NODES, f"""
 SELECT n.node, n.id_type, n.id_value, ROW_NUMBER() OVER (ORDER BY n.node) AS id,
   (t.max_per_person IS NOT NULL OR c.node IS NOT NULL) AS anchor
 FROM (

@@ -24,7 +24,7 @@ from jingzhun.identity.components import LABELS, NODES, TYPES
 from jingzhun.identity.identifiers import lit, node_sql, salted_sql
 from jingzhun.identity.links import CENTERS, LINKS, OVERRIDES, SEEN
 from jingzhun.identity.observations import ObservationPlan, event_record_key_sql
-from jingzhun.identity.tables import append_rows, replace_rows
+from jingzhun.identity.tables import append_rows, materialize, replace_rows
 from jingzhun.schema import tables as canonical
 
 VOTES = "identity_work_votes"
@@ -40,20 +40,20 @@ def _hash(text: str, salt_hex: str | None) -> str:
 
 def assign_person_ids(engine: Engine, salt_hex: str | None) -> None:
     """Materialize ASSIGN(label, person_id, is_new) and the vote tables behind it."""
-    engine.materialize(PREVIOUS, f"""
+    materialize(engine, PREVIOUS, f"""
 SELECT {node_sql('i.id_type', 'i.id_value')} AS node, i.person_id, p.created_at
 FROM identities AS i JOIN persons AS p ON p.person_id = i.person_id AND p.status = 'active'
 """)
-    engine.materialize(VOTES, f"""
+    materialize(engine, VOTES, f"""
 SELECT l.label, v.person_id, MIN(v.created_at) AS created_at, COUNT(*) AS n
 FROM {LABELS} AS l JOIN {PREVIOUS} AS v ON v.node = l.node GROUP BY l.label, v.person_id
 """)
-    engine.materialize(HOME, f"""
+    materialize(engine, HOME, f"""
 SELECT person_id, label, n, created_at FROM (
   SELECT *, ROW_NUMBER() OVER (PARTITION BY person_id ORDER BY n DESC, label) AS rk FROM {VOTES}
 ) AS ranked WHERE rk = 1
 """)
-    engine.materialize(ASSIGN, _assign_sql(salt_hex))
+    materialize(engine, ASSIGN, _assign_sql(salt_hex))
 
 
 def _assign_sql(salt_hex: str | None) -> str:
@@ -221,10 +221,10 @@ FROM {LINKS}
 def write_outputs(engine: Engine, plan: ObservationPlan, now: dt.datetime) -> dict[str, int]:
     """Write persons, identity_changes, identities, identity_links and record_persons."""
     counts: dict[str, int] = {}
-    engine.materialize("identity_work_changes", f"SELECT * FROM ({merge_changes_sql(now)}) AS m "
+    materialize(engine, "identity_work_changes", f"SELECT * FROM ({merge_changes_sql(now)}) AS m "
                                                 f"UNION ALL SELECT * FROM ({split_changes_sql(now)}) AS s")
     changes = engine.row_count("identity_work_changes")
-    engine.materialize("identity_work_persons", persons_sql(now))
+    materialize(engine, "identity_work_persons", persons_sql(now))
     with engine.transaction():   # all or nothing where the engine has transactions
         counts["persons"] = replace_rows(engine, canonical.PERSONS, "SELECT * FROM identity_work_persons")
         if changes:

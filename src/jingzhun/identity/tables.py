@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 
 from jingzhun.core.errors import SchemaError
-from jingzhun.engine import Engine
+from jingzhun.engine import Engine, MaterializeHints, TableHandle
 from jingzhun.schema.tables import TableDef
 
 WORK_PREFIX = "identity_work_"
@@ -62,7 +62,7 @@ def replace_rows(engine: Engine, table: TableDef, select_sql: str) -> int:
         engine.execute(f"DELETE FROM {table.name}")
         engine.execute(f"INSERT INTO {table.name} ({names}) {typed}")
     else:
-        engine.materialize(table.name, typed)
+        materialize(engine, table.name, typed)
     return engine.row_count(table.name)
 
 
@@ -72,7 +72,7 @@ def append_rows(engine: Engine, table: TableDef, select_sql: str) -> None:
     if engine.SUPPORTS_UPDATE_DELETE:
         engine.execute(f"INSERT INTO {table.name} ({', '.join(table.column_names)}) {typed}")
     else:
-        engine.materialize(table.name, f"SELECT * FROM {table.name} UNION ALL {typed}")
+        materialize(engine, table.name, f"SELECT * FROM {table.name} UNION ALL {typed}")
 
 
 def delete_keys(engine: Engine, table: str, key: str, keys_sql: str) -> int:
@@ -85,8 +85,14 @@ def delete_keys(engine: Engine, table: str, key: str, keys_sql: str) -> int:
     if engine.SUPPORTS_UPDATE_DELETE:
         engine.execute(f"DELETE FROM {table} AS t WHERE {key} IN (SELECT key FROM ({keys_sql}) AS k)")
     else:
-        engine.materialize(table, f"SELECT t.* FROM {table} AS t ANTI JOIN ({keys_sql}) AS k ON {key} = k.key")
+        materialize(engine, table, f"SELECT t.* FROM {table} AS t ANTI JOIN ({keys_sql}) AS k ON {key} = k.key")
     return removed
+
+
+def materialize(engine: Engine, name: str, sql: str) -> TableHandle:
+    """`engine.materialize`, with the stage's `identity_work_*` tables as scratch tables
+    (on DuckDB: in memory, never written into the file; they are dropped at the end)."""
+    return engine.materialize(name, sql, MaterializeHints(scratch=name.startswith(WORK_PREFIX)))
 
 
 def drop_work_tables(engine: Engine) -> None:
@@ -118,7 +124,7 @@ def follow_merges(engine: Engine, tables: tuple[str, ...] = FOLLOW_MERGES) -> di
             names = engine.query(f"SELECT * FROM {table} LIMIT 0").column_names
             columns = ", ".join("COALESCE(m.merged_into, t.person_id) AS person_id" if name == "person_id"
                                 else f"t.{name}" for name in names)
-            engine.materialize(table, f"SELECT {columns} FROM {table} AS t "
+            materialize(engine, table, f"SELECT {columns} FROM {table} AS t "
                                       f"LEFT JOIN ({MERGED}) AS m ON m.old_id = t.person_id")
         moved[table] = count
     return moved
