@@ -31,7 +31,7 @@ class DuckDBSettings(_Strict):
 
     path: str = Field("warehouse.duckdb", description="Database file, relative to the workspace.")
     threads: int | None = Field(None, ge=1, description="Worker threads; default: all cores.")
-    memory_limit: str | None = Field(None, description="e.g. '8GB'; default: DuckDB's 80% of RAM.")
+    memory_limit: str | None = Field(None, description="e.g. '8GB'; default: half the machine's RAM.")
 
 
 class SparkSettings(_Strict):
