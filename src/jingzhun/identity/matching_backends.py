@@ -16,6 +16,7 @@ the scored pairs back as a table the engine can query; then it cleans up.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import ClassVar
 
 import duckdb
@@ -29,7 +30,7 @@ from jingzhun.identity.matching_model import MatchingError
 SCORED = "identity_match_scored"
 
 
-class SplinkRun:
+class SplinkRun(ABC):
     """One run's Splink DatabaseAPI over an engine. Subclasses fill the three hooks."""
 
     ENGINE: ClassVar[str] = "abstract"
@@ -38,16 +39,17 @@ class SplinkRun:
         self.engine = engine
         self.db_api = self._open()
 
+    @abstractmethod
     def _open(self) -> DatabaseAPI:
-        raise NotImplementedError
+        """Splink's DatabaseAPI for this engine."""
 
+    @abstractmethod
     def source(self, records: str) -> str | pa.Table:
         """What Splink should register for the engine table `records`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def scored_table(self, scored: SplinkDataFrame) -> str:
         """The name under which the engine can query Splink's scored pairs."""
-        raise NotImplementedError
 
     def close(self) -> None:
         """Drop every intermediate table Splink made, and whatever the run cached."""
