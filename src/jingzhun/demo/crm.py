@@ -2,7 +2,10 @@
 
 Some people registered twice (a second member id, often with a mistyped name or a
 new phone), names carry 同音字 typos, phones are typed in many formats, and a few
-rows are broken. The duplicates are shared with the POS export (a duplicate's
+rows are broken. A duplicate registered under a new phone keeps its birthday on both
+records (the second sign-up asks for it, for the 生日礼): without a phone or a birthday
+in common, two cards with one name in one city are a namesake as often as a
+duplicate, and no matcher, human or Splink, can tell which. The duplicates are shared with the POS export (a duplicate's
 second card shows up on receipts) through `duplicates_of`.
 """
 
@@ -98,21 +101,26 @@ def _primary_rows(ctx: DemoContext, rng: np.random.Generator) -> pa.Table:
     person = np.flatnonzero(np.asarray(pop["member_id"].is_valid()))
     name = take(pop["name"], person)
     typo = rng.random(len(person)) < NAME_TYPO_RATE
+    dup = duplicates_of(ctx)
+    birthday_kept = np.isin(person, dup["person"][dup["new_phone"]])
     return _rows(ctx, rng, person, take(pop["member_id"], person),
                  where(typo, name_typos(rng, name), name), take(pop["phone"], person),
-                 pop["signup_date"][person])
+                 pop["signup_date"][person], birthday_kept)
 
 
 def _duplicate_rows(ctx: DemoContext, rng: np.random.Generator) -> pa.Table:
     dup = duplicates_of(ctx)
     return _rows(ctx, rng, dup["person"], dup["member_id"], dup["name"], dup["phone"],
-                 dup["signup_date"], second=True)
+                 dup["signup_date"], dup["new_phone"], second=True)
 
 
 def _rows(ctx: DemoContext, rng: np.random.Generator, person: np.ndarray, member_id: pa.Array,
-          name: pa.Array, phone: pa.Array, signup: np.ndarray, second: bool = False
-          ) -> pa.Table:
-    """CRM columns for the given persons; second records register elsewhere, no WeChat."""
+          name: pa.Array, phone: pa.Array, signup: np.ndarray, birthday_kept: np.ndarray,
+          second: bool = False) -> pa.Table:
+    """CRM columns for the given persons; second records register elsewhere, no WeChat.
+
+    `birthday_kept` marks rows whose birthday is never left blank (both records of a
+    duplicate with a new phone)."""
     pop = ctx.population
     n = len(person)
     channel = signup_channels(ctx)[person]
@@ -125,7 +133,7 @@ def _rows(ctx: DemoContext, rng: np.random.Generator, person: np.ndarray, member
     hour = np.where(channel == 3, rng.uniform(10, 21.9, n), rng.uniform(7, 23.9, n))
     reg_s = ((signup - np.datetime64("1970-01-01", "D")).astype(np.int64) * 86400
              + (hour * 3600).astype(np.int64))
-    birth = np.where(rng.random(n) < BIRTHDAY_MISSING, np.datetime64("NaT"),
+    birth = np.where((rng.random(n) < BIRTHDAY_MISSING) & ~birthday_kept, np.datetime64("NaT"),
                      pop["birth_date"][person])
     wechat = (channel == 2) | (rng.random(n) < 0.5)
     return pa.table({

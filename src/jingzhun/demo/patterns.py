@@ -141,6 +141,7 @@ def _duplicates(ctx: DemoContext) -> dict[str, object]:
     return {"crm_duplicate_share_of_members": crm.DUPLICATE_SHARE,
             "crm_duplicates": len(dup["person"]),
             "duplicate_new_phone_share": crm.DUPLICATE_NEW_PHONE,
+            "new_phone_duplicates_keep_birthday": True,
             "duplicate_name_typo_share": crm.DUPLICATE_NAME_TYPO,
             "crm_name_typo_rate": crm.NAME_TYPO_RATE,
             "phone_formats": dict(dirty.PHONE_FORMATS),

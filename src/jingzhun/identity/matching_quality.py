@@ -5,11 +5,12 @@ member_id → person_key); so can a brand that has hand-checked a sample. A true
 pair is *found* when the two members share a phone (the deterministic graph links
 them) or the matcher merged them (`auto_merged`, or `accepted` by an operator).
 
-Some duplicates carry no evidence a matcher could use: a new phone *and* no
+A duplicate can carry no evidence a matcher could use: a new phone *and* no
 birthday on one of the two records leaves only a name and a city, which many people
 share. `recall_with_evidence` counts only pairs that share a phone or where both
 records have a birthday, so it shows whether the matcher misses anything the data
-supports; `recall` counts every planted pair.
+supports; `recall` counts every pair of the truth. (The demo plants no evidence-free
+duplicates, so there the two are equal; a brand's hand-checked sample may have some.)
 """
 
 from __future__ import annotations
