@@ -33,8 +33,11 @@ from jingzhun.profiles.scores_features import (
     cutoffs_values,
     feature_names,
     features_sql,
+    labelled_count_sql,
+    labelled_rows_sql,
     labels_sql,
     rfm_summary_sql,
+    sample_threshold,
     snapshot_features_sql,
     snapshot_labels_sql,
 )
@@ -45,7 +48,6 @@ from jingzhun.profiles.scores_models import (
     fit_classifier,
     model_version,
     predict,
-    sample_rows,
 )
 from jingzhun.schema import tables
 
@@ -159,7 +161,8 @@ def test_every_query_renders_for_both_engines(dialect: str) -> None:
     """The transpile gate for these builders (Python, not shipped .sql files)."""
     for query in (features_sql(CUTOFF, CATEGORIES), labels_sql(CUTOFF, 30),
                   snapshot_features_sql([before(30), CUTOFF], CATEGORIES), snapshot_labels_sql([CUTOFF], 90),
-                  rfm_summary_sql(CUTOFF, "Asia/Shanghai")):
+                  rfm_summary_sql(CUTOFF, "Asia/Shanghai"), labelled_count_sql("f", [0, 1], True),
+                  labelled_rows_sql("f", "l", ["orders_total"], [0, 1], True, "8000aa")):
         assert render(query, dialect).startswith("WITH") or render(query, dialect).startswith("SELECT")
 
 
@@ -303,10 +306,37 @@ def test_model_version_names_features_params_and_window() -> None:
     assert version != model_version("churn_90d", ["a"], {"max_iter": 200}, {"as_of": "2026-10-31"})
 
 
-def test_training_rows_are_sampled_deterministically_past_the_cap() -> None:
-    assert sample_rows(5, 10).tolist() == [0, 1, 2, 3, 4]
-    sampled = sample_rows(1000, 100)
-    assert len(set(sampled)) == 100 and sampled.tolist() == sorted(sampled) == sample_rows(1000, 100).tolist()
+def test_sample_threshold_keeps_everything_up_to_the_cap() -> None:
+    assert sample_threshold(10, 5) is None and sample_threshold(10, 10) is None
+    assert sample_threshold(1, 2) == "800000" and sample_threshold(1, 4) == "400000"
+
+
+def labelled_rows(engine: Engine, snapshots: list[int], buyers_only: bool, below: str | None) -> pa.Table:
+    return engine.query(labelled_rows_sql("sample_features", "sample_labels", ["orders_total"],
+                                          snapshots, buyers_only, below))
+
+
+def test_training_rows_are_sampled_in_the_engine_deterministically(engine: Engine) -> None:
+    """About the asked share of rows, the same rows every time, each with its own label."""
+    persons = [f"p{n:05d}" for n in range(4000)]
+    engine.write_table("sample_features", pa.table({
+        "snapshot": [s for s in (0, 1) for _ in persons], "person_id": persons * 2,
+        "orders_total": [float(n % 3) for n in range(8000)]}))
+    engine.write_table("sample_labels", pa.table({"snapshot": [1] * 100, "person_id": persons[:100]}))
+    full = labelled_rows(engine, [0, 1], False, None)
+    assert full.num_rows == 8000 and sum(full.column("bought").to_pylist()) == 100
+    count = engine.query(labelled_count_sql("sample_features", [0, 1], True)).column("n")[0].as_py()
+    assert count == sum(1 for n in range(8000) if n % 3)
+    below = sample_threshold(2000, 8000)
+    sampled = labelled_rows(engine, [0, 1], False, below)
+    assert 1800 < sampled.num_rows < 2200  # a quarter, give or take the binomial spread
+    assert sampled.to_pylist() == labelled_rows(engine, [0, 1], False, below).to_pylist()
+    keys = [(r["snapshot"], r["person_id"]) for r in sampled.to_pylist()]
+    assert keys == sorted(keys) and set(keys) <= {(r["snapshot"], r["person_id"]) for r in full.to_pylist()}
+    labelled = {(1, p) for p in persons[:100]}
+    assert all(r["bought"] == ((r["snapshot"], r["person_id"]) in labelled) for r in sampled.to_pylist())
+    buyers = labelled_rows(engine, [1], True, None)
+    assert buyers.num_rows == sum(1 for n in range(4000, 8000) if n % 3) and min(buyers.column("orders_total").to_pylist()) > 0
 
 
 # ---- a synthetic shop with a planted signal ---------------------------------------
@@ -377,6 +407,14 @@ def test_score_persons_learns_a_planted_signal_and_stores_versions(engine: Engin
     assert not engine.table_exists(SNAPSHOT_TABLE)  # the run's scratch features are dropped
 
 
+def sampled_rows(engine: Engine, cutoffs: list[dt.datetime]) -> pa.Table:
+    """Both snapshots' labelled rows, half of them drawn by the md5 sample."""
+    engine.materialize("sample_features", snapshot_features_sql(cutoffs, CATEGORIES))
+    engine.materialize("sample_labels", snapshot_labels_sql(cutoffs, 30))
+    return engine.query(labelled_rows_sql("sample_features", "sample_labels", feature_names(CATEGORIES),
+                                          [0, 1], False, sample_threshold(1, 2)))
+
+
 @pytest.mark.spark
 def test_feature_query_is_identical_on_duckdb_and_spark(both_engines: tuple[Engine, Engine]) -> None:
     results = []
@@ -390,7 +428,8 @@ def test_feature_query_is_identical_on_duckdb_and_spark(both_engines: tuple[Engi
                         engine.query(rfm_summary_sql(cutoff, "Asia/Shanghai")),
                         engine.query(labels_sql(cutoff, 90)),
                         engine.query(snapshot_features_sql(cutoffs, CATEGORIES)),
-                        engine.query(snapshot_labels_sql(cutoffs, 30))))
+                        engine.query(snapshot_labels_sql(cutoffs, 30)),
+                        sampled_rows(engine, cutoffs)))
     for duck, spark in zip(*results, strict=True):  # features, RFM summary, labels, all snapshots at once
         assert duck.num_rows > 40
         order = [(name, "ascending") for name in ("snapshot", "person_id") if name in duck.column_names]

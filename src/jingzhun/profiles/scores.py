@@ -36,9 +36,12 @@ from jingzhun.engine import Engine, MaterializeHints
 from jingzhun.profiles import clv
 from jingzhun.profiles.scores_features import (
     feature_names,
+    labelled_count_sql,
+    labelled_rows_sql,
     latest_record_sql,
     product_categories,
     rfm_summary_sql,
+    sample_threshold,
     snapshot_features_sql,
     snapshot_labels_sql,
     utc_instant,
@@ -49,7 +52,6 @@ from jingzhun.profiles.scores_models import (
     fit_classifier,
     model_version,
     predict,
-    sample_rows,
     tree_params,
 )
 
@@ -66,6 +68,7 @@ CLV_HOLDOUT_DAYS = 180
 DAYS_PER_PERIOD = 7.0  # BG/NBD runs in weeks, the unit of the published estimates
 MIN_TRAINING_ROWS = 50
 SNAPSHOT_TABLE = "scores_snapshot_features"  # the run's features at every cut-off, dropped after
+SNAPSHOT_LABELS_PREFIX = "scores_snapshot_labels_"  # + horizon: who bought after each cut-off
 
 
 @dataclass(frozen=True)
@@ -79,11 +82,14 @@ class ScoresResult:
 
 @dataclass
 class _Run:
-    """One scoring run's shared state: the engine, the as-of time and cached feature snapshots.
+    """One scoring run's shared state: the engine, the as-of time and its scratch tables.
 
     The features of every cut-off are computed by one engine query into SNAPSHOT_TABLE
-    (see `snapshot_features_sql`), the labels by one query per horizon; `snapshot` then
-    reads one cut-off's rows back, so Python holds a few snapshots, never all of them.
+    (see `snapshot_features_sql`), each horizon's labels by one query into a scratch
+    table beside it. A training or test set is then one query that joins the two and
+    samples in the engine (`labelled_rows_sql`), so Python receives at most the rows a
+    model uses: at a million persons the stacked snapshots would be gigabytes of pandas.
+    Only the as-of snapshot (every person, to be scored) is read whole, and kept.
     """
 
     engine: Engine
@@ -92,49 +98,64 @@ class _Run:
     categories: list[str]
     computed_at: dt.datetime
     cutoffs: list[dt.datetime] = field(default_factory=list)
-    snapshots: dict[dt.datetime, pd.DataFrame] = field(default_factory=dict)
-    labels: dict[int, pd.DataFrame] = field(default_factory=dict)
+    scratch: list[str] = field(default_factory=list)
+    current: pd.DataFrame | None = None
 
     @property
     def features(self) -> list[str]:
         return feature_names(self.categories)
 
     def compute_snapshots(self) -> None:
-        """Features at every cut-off of the run, materialized by the engine in one query."""
+        """Features at every cut-off and labels after them, materialized by the engine."""
         self.cutoffs = snapshot_cutoffs(self.as_of)
-        self.engine.materialize(SNAPSHOT_TABLE, snapshot_features_sql(self.cutoffs, self.categories),
-                                MaterializeHints(partition_by=("snapshot",), scratch=True))  # read back one at a time
+        self._materialize(SNAPSHOT_TABLE, snapshot_features_sql(self.cutoffs, self.categories))
+        for horizon in sorted({spec.horizon_days for spec in CLASSIFIERS}):
+            self._materialize(_labels_table(horizon), snapshot_labels_sql(self.cutoffs, horizon))
 
-    def snapshot(self, cutoff: dt.datetime) -> pd.DataFrame:
-        """Features at `cutoff`, sorted by person so fits are deterministic on any engine."""
-        if cutoff not in self.snapshots:
+    def _materialize(self, name: str, query: exp.Expression) -> None:
+        self.scratch.append(name)
+        self.engine.materialize(name, query, MaterializeHints(partition_by=("snapshot",), scratch=True))
+
+    def drop_scratch(self) -> None:
+        for name in self.scratch:
+            self.engine.drop_table(name)
+
+    def labelled(self, spec: ModelSpec, cutoffs: Sequence[dt.datetime], limit: int | None
+                 ) -> tuple[pd.DataFrame, np.ndarray]:
+        """The population of `spec` at `cutoffs` (oldest first) with labels from the
+        horizon after each, sampled in the engine down to about `limit` rows."""
+        snapshots = [self.cutoffs.index(cutoff) for cutoff in sorted(cutoffs)]
+        below = None
+        if limit is not None:
+            available = self.engine.query(labelled_count_sql(SNAPSHOT_TABLE, snapshots, spec.buyers_only))
+            below = sample_threshold(limit, int(available.column("n")[0].as_py()))
+        query = labelled_rows_sql(SNAPSHOT_TABLE, _labels_table(spec.horizon_days), self.features,
+                                  snapshots, spec.buyers_only, below)
+        frame = _sorted(self.engine.query(query).to_pandas(), ["snapshot", "person_id"])
+        bought = frame.pop("bought").to_numpy(dtype=int)
+        return frame, (bought if spec.positive_is_purchase else 1 - bought)
+
+    def population(self, spec: ModelSpec) -> pd.DataFrame:
+        """Who `spec` scores at as_of: every known person, or only those who bought before."""
+        if self.current is None:
             query = (exp.select("person_id", *self.features).from_(SNAPSHOT_TABLE)
-                     .where(exp.column("snapshot").eq(exp.convert(self.cutoffs.index(cutoff))))
+                     .where(exp.column("snapshot").eq(exp.convert(self.cutoffs.index(self.as_of))))
                      .order_by("person_id"))
-            frame = self.engine.query(query).to_pandas()
-            if not frame["person_id"].is_monotonic_increasing:  # the engine sorts; pandas only checks
-                frame = frame.sort_values("person_id", kind="stable").reset_index(drop=True)
-            self.snapshots[cutoff] = frame
-        return self.snapshots[cutoff]
-
-    def buyers(self, cutoff: dt.datetime, horizon_days: int) -> pd.Series:
-        """The persons who bought in (cutoff, cutoff + horizon]: one query per horizon, all cut-offs."""
-        if horizon_days not in self.labels:
-            bought = self.engine.query(snapshot_labels_sql(self.cutoffs, horizon_days)).to_pandas()
-            self.labels[horizon_days] = bought[bought["purchases"] > 0]
-        bought = self.labels[horizon_days]
-        return bought.loc[bought["snapshot"] == self.cutoffs.index(cutoff), "person_id"]
-
-    def labelled(self, spec: ModelSpec, cutoff: dt.datetime) -> tuple[pd.DataFrame, np.ndarray]:
-        """The population of `spec` at `cutoff` and its labels from (cutoff, cutoff + horizon]."""
-        frame = self.population(spec, cutoff)
-        purchased = frame["person_id"].isin(self.buyers(cutoff, spec.horizon_days)).to_numpy()
-        return frame, (purchased if spec.positive_is_purchase else ~purchased).astype(int)
-
-    def population(self, spec: ModelSpec, cutoff: dt.datetime) -> pd.DataFrame:
-        """Who `spec` scores at `cutoff`: every known person, or only those who bought before."""
-        frame = self.snapshot(cutoff)
+            self.current = _sorted(self.engine.query(query).to_pandas(), ["person_id"])
+        frame = self.current
         return frame[frame["orders_total"] > 0].reset_index(drop=True) if spec.buyers_only else frame
+
+
+def _labels_table(horizon_days: int) -> str:
+    return f"{SNAPSHOT_LABELS_PREFIX}{int(horizon_days)}d"
+
+
+def _sorted(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """`frame` in `keys` order, so fits are deterministic on any engine (the engine
+    sorts; pandas only checks)."""
+    ordered = frame.set_index(keys).index.is_monotonic_increasing if len(keys) > 1 else \
+        frame[keys[0]].is_monotonic_increasing
+    return frame if ordered else frame.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
 def score_persons(
@@ -169,9 +190,8 @@ def score_persons(
         for index, spec in enumerate(CLASSIFIERS, start=1):
             report(spec.model, index, total)
             collected.add_classifier(spec.model, _classifier(run, spec))
-            run.snapshots = {k: v for k, v in run.snapshots.items() if k == run.as_of}  # bound memory
     finally:
-        engine.drop_table(SNAPSHOT_TABLE)
+        run.drop_scratch()
     report("clv", total - 2, total)
     collected.add_lifetime_value(_lifetime_value(run))
     report("write", total - 1, total)
@@ -231,21 +251,6 @@ def _rounded(value: float | None) -> float | None:
 
 # ---- classifiers ----------------------------------------------------------------
 
-def _training_set(run: _Run, spec: ModelSpec, cutoffs: Sequence[dt.datetime]) -> tuple[pd.DataFrame, np.ndarray]:
-    """Stacked feature rows and labels of several snapshots (oldest first), sampled down
-    to `spec.max_training_rows`."""
-    parts = [run.labelled(spec, cutoff) for cutoff in sorted(cutoffs)]
-    edges = np.cumsum([0, *(len(labels) for _, labels in parts)])
-    keep = sample_rows(int(edges[-1]), spec.max_training_rows)
-    # The sample's rows of each snapshot, taken before stacking: the same rows in the same
-    # order as stacking everything first, without a copy of all the snapshots.
-    chosen = [keep[(keep >= low) & (keep < high)] - low for low, high in zip(edges[:-1], edges[1:], strict=True)]
-    columns = parts[0][0].columns.get_indexer(run.features)
-    frame = pd.concat([part.iloc[rows, columns] for (part, _), rows in zip(parts, chosen, strict=True)],
-                      ignore_index=True)
-    return frame, np.concatenate([labels[rows] for (_, labels), rows in zip(parts, chosen, strict=True)])
-
-
 def _matrix(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
     return frame[names].to_numpy(dtype=np.float64)
 
@@ -260,18 +265,20 @@ def _classifier(run: _Run, spec: ModelSpec) -> tuple[pa.Table, dict] | None:
     test_cutoff = run.as_of - step
     train_cutoffs = sorted(test_cutoff - step * k for k in range(1, spec.train_snapshots + 1))
     refit_cutoffs = [cutoff + step for cutoff in train_cutoffs]
-    train, refit = _training_set(run, spec, train_cutoffs), _training_set(run, spec, refit_cutoffs)
+    train = run.labelled(spec, train_cutoffs, spec.max_training_rows)
+    refit = run.labelled(spec, refit_cutoffs, spec.max_training_rows)
     if not (_trainable(train[1]) and _trainable(refit[1])):
         return None
     # A feature never observed in training (no member records at all, say) carries nothing.
     names = [n for n in run.features if train[0][n].notna().any() and refit[0][n].notna().any()]
-    test_frame, test_labels = run.labelled(spec, test_cutoff)
+    test_frame, test_labels = run.labelled(spec, [test_cutoff], spec.max_test_rows)
     evaluated = evaluate(test_labels, predict(fit_classifier(spec, _matrix(train[0], names), train[1]),
                                               _matrix(test_frame, names)))
     model = fit_classifier(spec, _matrix(refit[0], names), refit[1])
-    population = run.population(spec, run.as_of)
+    population = run.population(spec)
     params = {**tree_params(spec), "estimator": spec.estimator, "calibration": spec.calibration,
-              "train_snapshots": spec.train_snapshots, "max_training_rows": spec.max_training_rows}
+              "train_snapshots": spec.train_snapshots, "max_training_rows": spec.max_training_rows,
+              "max_test_rows": spec.max_test_rows}
     window = {"as_of": run.as_of.isoformat(), "horizon_days": spec.horizon_days,
               "train_cutoffs": [c.isoformat() for c in refit_cutoffs]}
     version = model_version(spec.model, names, params, window)

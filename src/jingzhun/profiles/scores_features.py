@@ -364,6 +364,49 @@ GROUP BY w.snapshot, rp.person_id"""
     return query
 
 
+SAMPLE_DIGITS = 6  # hex digits of md5 compared: a sampling grain of 1 / 16**6
+
+
+def sample_threshold(wanted: int, available: int) -> str | None:
+    """The md5 prefix below which a row is kept to keep about `wanted` of `available`
+    rows; None when every row is kept."""
+    if available <= wanted:
+        return None
+    return format(int(wanted / available * 16**SAMPLE_DIGITS), f"0{SAMPLE_DIGITS}x")
+
+
+def labelled_rows_sql(features_table: str, labels_table: str, features: Sequence[str],
+                      snapshots: Sequence[int], buyers_only: bool, below: str | None) -> exp.Expression:
+    """Feature rows of some snapshots with their label (`bought`: a purchase in the
+    horizon after the cut-off), ordered by snapshot and person.
+
+    `buyers_only` keeps persons who bought before the cut-off (churn's population).
+    `below` samples the rows in the engine: a row is kept when the first hex digits of
+    md5(person_id/snapshot) sort below it, which both engines compute alike, so the
+    same rows are drawn on DuckDB and Spark and on every run, and Python only ever
+    receives the sample.
+    """
+    if not snapshots:
+        raise ValueError("labelled_rows_sql needs at least one snapshot")
+    key = "SUBSTR(MD5(CONCAT(f.person_id, '/', CAST(f.snapshot AS VARCHAR))), 1, :digits)"
+    sql = f"""SELECT f.snapshot, f.person_id, {", ".join(f"f.{name}" for name in features)},
+  CASE WHEN l.person_id IS NULL THEN 0 ELSE 1 END AS bought
+FROM {features_table} AS f
+LEFT JOIN {labels_table} AS l ON l.snapshot = f.snapshot AND l.person_id = f.person_id
+WHERE f.snapshot IN ({", ".join(str(int(s)) for s in snapshots)})
+  {"AND f.orders_total > 0" if buyers_only else ""}
+  {f"AND {key} < :below" if below is not None else ""}
+ORDER BY f.snapshot, f.person_id"""
+    return bind(sql, digits=SAMPLE_DIGITS, **({"below": below} if below is not None else {}))
+
+
+def labelled_count_sql(features_table: str, snapshots: Sequence[int], buyers_only: bool) -> exp.Expression:
+    """How many rows `labelled_rows_sql` would return unsampled."""
+    return parse_sql(f"""SELECT COUNT(*) AS n FROM {features_table} AS f
+WHERE f.snapshot IN ({", ".join(str(int(s)) for s in snapshots)})
+  {"AND f.orders_total > 0" if buyers_only else ""}""")
+
+
 def rfm_summary_sql(as_of: dt.datetime, timezone: str = "UTC") -> exp.Expression:
     """The RFM summary BG/NBD and Gamma-Gamma need, per buyer, in local calendar days.
 
