@@ -1,0 +1,49 @@
+"""The demo workspace after the whole pipeline (identity, traits, scores, tags), shared
+by the segment tests, and the demo's answer key per person_id."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from jingzhun.core import Workspace
+from jingzhun.engine import Engine, open_engine
+from jingzhun.pipeline import run_pipeline
+from tests.conftest import copy_workspace
+
+
+@pytest.fixture(scope="session")
+def portrayed_demo(loaded_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 1,500-person demo with every pipeline stage run. Read-only: copy it
+    (`copy_workspace`) before writing."""
+    workspace = copy_workspace(loaded_demo, tmp_path_factory.mktemp("portrayed-demo") / "ws")
+    with open_engine(workspace) as engine:
+        run_pipeline(workspace, engine)
+    return workspace.root
+
+
+@pytest.fixture
+def demo_workspace(portrayed_demo: Path, tmp_path: Path) -> Iterator[tuple[Workspace, Engine]]:
+    """A private, writable copy of the portrayed demo and its engine."""
+    workspace = copy_workspace(portrayed_demo, tmp_path / "ws")
+    with open_engine(workspace) as engine:
+        yield workspace, engine
+
+
+def person_truth(engine: Engine, root: Path) -> pd.DataFrame:
+    """The answer key per person_id: each person's most common `person_key` over their
+    identifiers (demo-truth/identifiers.parquet), with that key's persona, gender,
+    is_high_value and churn_date from demo-truth/persons.parquet."""
+    identifiers = pq.read_table(root / "demo-truth" / "identifiers.parquet").to_pandas()
+    resolved = engine.query("SELECT person_id, id_type, id_value FROM identities").to_pandas()
+    joined = resolved.merge(identifiers, on=["id_type", "id_value"])
+    votes = joined.groupby(["person_id", "person_key"]).size().rename("n").reset_index()
+    best = votes.sort_values(["person_id", "n", "person_key"], ascending=[True, False, True])
+    keys = best.drop_duplicates("person_id")[["person_id", "person_key"]]
+    persons = pd.read_parquet(root / "demo-truth" / "persons.parquet",
+                              columns=["person_key", "persona", "gender", "is_high_value", "churn_date"])
+    return keys.merge(persons, on="person_key").set_index("person_id")
