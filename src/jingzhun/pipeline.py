@@ -23,6 +23,7 @@ from jingzhun.profiles.scores import run_scores
 from jingzhun.profiles.tags import run_tags
 from jingzhun.profiles.traits import run_traits
 from jingzhun.schema import canonical_tables, current_version, migrate
+from jingzhun.segments.audiences import run_segments
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("traits", "用户属性", "traits", _stage("traits", run_traits)),
     Stage("scores", "预测评分", "predictive scores", _stage("scores", run_scores)),
     Stage("tags", "标签", "tags", _stage("tags", run_tags)),
+    Stage("segments", "人群", "audiences", _stage("segments", run_segments)),
 )
 
 

@@ -47,3 +47,10 @@ def person_truth(engine: Engine, root: Path) -> pd.DataFrame:
     persons = pd.read_parquet(root / "demo-truth" / "persons.parquet",
                               columns=["person_key", "persona", "gender", "is_high_value", "churn_date"])
     return keys.merge(persons, on="person_key").set_index("person_id")
+
+
+def fragment_keys(engine: Engine, root: Path) -> pd.Series:
+    """person_key of every person_id, fragments included: a marketplace buyer the ID
+    graph could not link (Tmall gives an open_uid, nothing else) is a person of its
+    own, whose true person_key is the one of its identifiers."""
+    return person_truth(engine, root)["person_key"]

@@ -96,6 +96,14 @@ MESSAGES: dict[str, dict[str, str]] = {
     "note.tag_skipped_dependency": {
         "zh": "跳过标签 {tag}：所用标签 {tags} 已跳过", "en": "skipped tag {tag}: it uses skipped tag {tags}",
     },
+    "note.segment_snapshot": {
+        "zh": "人群 {segment}：{members} 人（新进入 {entered}，离开 {exited}）",
+        "en": "audience {segment}: {members} members ({entered} entered, {exited} left)",
+    },
+    "note.segment_none": {
+        "zh": "工作区没有定义人群（definitions/segments/*.yaml）",
+        "en": "no audiences defined in the workspace (definitions/segments/*.yaml)",
+    },
 }
 
 

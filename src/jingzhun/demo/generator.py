@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from jingzhun.demo.audiences import write_demo_audiences
 from jingzhun.demo.catalog import build_catalog
 from jingzhun.demo.context import DemoContext, DemoFile, ProgressCallback
 from jingzhun.demo.geo import build_stores
@@ -81,7 +82,8 @@ def generate_demo(
     progress: ProgressCallback | None = None,
     views_per_visit: float = 1.8,
 ) -> DemoSummary:
-    """Write every demo source under out_dir/data and the truth under out_dir/demo-truth.
+    """Write every demo source under out_dir/data, the truth under out_dir/demo-truth and
+    the demo's audiences under out_dir/definitions/segments.
 
     Does not create the workspace config (the CLI does). Same arguments give
     byte-identical files. `views_per_visit` sets browsing depth: the default gives
@@ -93,6 +95,7 @@ def generate_demo(
     ctx.data_dir.mkdir(parents=True, exist_ok=True)
     ctx.truth_dir.mkdir(parents=True, exist_ok=True)
     files = _write_all(ctx)
+    write_demo_audiences(ctx.out_dir, ctx.start, ctx.end)
     seconds = time.perf_counter() - began
     log.info("demo: %d persons, %d files in %.1f s", persons, len(files), seconds)
     return DemoSummary(files=files, persons=persons, seconds=seconds)

@@ -1,9 +1,11 @@
-"""Ground truth: demo-truth/persons.parquet, identifiers.parquet and patterns.json.
+"""Ground truth: demo-truth/persons.parquet, identifiers.parquet, holiday_shoppers.parquet
+and patterns.json.
 
 The truth is what generated the files, so the analytics can be scored: identity
 resolution against `identifiers.parquet` (every identifier in canonical form,
 phones as E.164), clustering against `persons.persona`, and each planted pattern
-against its true parameters (planted and as realized in this run) in `patterns.json`.
+against its true parameters (planted and as realized in this run) in `patterns.json`,
+and an audience for the holiday pattern against `holiday_shoppers.parquet`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ def write_truth(ctx: DemoContext, files: list[DemoFile]) -> None:
     ctx.truth_dir.mkdir(parents=True, exist_ok=True)
     pq.write_table(persons_table(ctx), ctx.truth_dir / "persons.parquet")
     pq.write_table(identifiers_table(ctx), ctx.truth_dir / "identifiers.parquet")
+    pq.write_table(holiday_shoppers_table(ctx), ctx.truth_dir / "holiday_shoppers.parquet")
     patterns = realized_patterns(ctx, files)
     patterns.update(ctx.shared.get("patterns", {}))  # type: ignore[arg-type]
     text = json.dumps(patterns, ensure_ascii=False, indent=2, sort_keys=False)
@@ -42,6 +45,43 @@ def persons_table(ctx: DemoContext) -> pa.Table:
         else:
             cols[name] = pa.array(values) if isinstance(values, np.ndarray) else values
     return pa.table(cols)
+
+
+HOLIDAY_GROUP = ("womens_day", "double_11")  # the holidays of the planted audience (38 妇女节, 双11)
+HOLIDAY_GROUP_CATEGORIES = ("apparel", "cosmetics")
+
+
+def holiday_shoppers_table(ctx: DemoContext) -> pa.Table:
+    """(person_key, holiday, holiday_date): women who bought apparel or cosmetics within
+    ± HOLIDAY_WINDOW_DAYS of 38 妇女节 or 双11, one row per person and holiday date.
+
+    The planted group of the holiday pattern, from the simulated orders themselves
+    (before any file is formatted or broken), so an audience defined over the loaded
+    data can be scored against it.
+    """
+    from jingzhun.demo.calendar import HOLIDAY_WINDOW_DAYS, holidays
+    from jingzhun.demo.orders import orders_of
+    from jingzhun.demo.sessions import sessions_of
+
+    o = orders_of(ctx)
+    day = sessions_of(ctx).day[o.session][o.line_order]  # days since ctx.start, per line
+    person = o.person[o.line_order]
+    wanted = np.isin(np.asarray(ctx.catalog["category"], dtype=object)[o.line_sku],
+                     HOLIDAY_GROUP_CATEGORIES) & (ctx.population["gender"][person] == "F")
+    parts = []
+    for name, when in holidays(ctx.start, ctx.end):
+        if name not in HOLIDAY_GROUP:
+            continue
+        centre = (when - ctx.start).days
+        near = wanted & (np.abs(day - centre) <= HOLIDAY_WINDOW_DAYS)
+        keys = np.unique(person[near])
+        parts.append(pa.table({"person_key": pa.array(keys, pa.int64()),
+                               "holiday": pa.array([name] * len(keys), pa.string()),
+                               "holiday_date": pa.array([when] * len(keys), pa.date32())}))
+    if not parts:
+        return pa.table({"person_key": pa.array([], pa.int64()), "holiday": pa.array([], pa.string()),
+                         "holiday_date": pa.array([], pa.date32())})
+    return pa.concat_tables(parts)
 
 
 def identifiers_table(ctx: DemoContext) -> pa.Table:
