@@ -100,6 +100,19 @@ def loaded_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def portrayed_demo(loaded_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 1,500-person demo with every pipeline stage run. Read-only: copy it
+    (`copy_workspace`) before writing."""
+    from jingzhun.engine import open_engine
+    from jingzhun.pipeline import run_pipeline
+
+    workspace = copy_workspace(loaded_demo, tmp_path_factory.mktemp("portrayed-demo") / "ws")
+    with open_engine(workspace) as engine:
+        run_pipeline(workspace, engine)
+    return workspace.root
+
+
 def copy_workspace(source: Path, target: Path) -> Workspace:
     """A private, writable copy of a workspace (its config, definitions and warehouse)."""
     import shutil

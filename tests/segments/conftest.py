@@ -1,5 +1,5 @@
-"""The demo workspace after the whole pipeline (identity, traits, scores, tags), shared
-by the segment tests, and the demo's answer key per person_id."""
+"""A writable copy of the portrayed demo (tests/conftest.py `portrayed_demo`) for the
+segment tests, and the demo's answer key per person_id."""
 
 from __future__ import annotations
 
@@ -12,18 +12,7 @@ import pytest
 
 from jingzhun.core import Workspace
 from jingzhun.engine import Engine, open_engine
-from jingzhun.pipeline import run_pipeline
 from tests.conftest import copy_workspace
-
-
-@pytest.fixture(scope="session")
-def portrayed_demo(loaded_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The 1,500-person demo with every pipeline stage run. Read-only: copy it
-    (`copy_workspace`) before writing."""
-    workspace = copy_workspace(loaded_demo, tmp_path_factory.mktemp("portrayed-demo") / "ws")
-    with open_engine(workspace) as engine:
-        run_pipeline(workspace, engine)
-    return workspace.root
 
 
 @pytest.fixture

@@ -100,6 +100,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "人群 {segment}：{members} 人（新进入 {entered}，离开 {exited}）",
         "en": "audience {segment}: {members} members ({entered} entered, {exited} left)",
     },
+    "segment.saved": {"zh": "已保存人群 {segment}（版本 {version}）", "en": "Saved audience {segment} (version {version})"},
+    "segment.preview": {
+        "zh": "符合规则 {size:,} 人，占 {population:,} 人的 {share:.1f}%（用时 {seconds:.2f} 秒）",
+        "en": "{size:,} persons match, {share:.1f}% of {population:,} ({seconds:.2f} s)",
+    },
+    "segment.exported": {
+        "zh": "已导出 {rows:,} 人到 {path}（{date} 快照）", "en": "Exported {rows:,} members to {path} ({date} snapshot)",
+    },
     "note.segment_none": {
         "zh": "工作区没有定义人群（definitions/segments/*.yaml）",
         "en": "no audiences defined in the workspace (definitions/segments/*.yaml)",
