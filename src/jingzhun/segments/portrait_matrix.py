@@ -2,10 +2,11 @@
 
 The machine-learning tools of the segment stage all start from the same place: each
 person's traits (person_traits), the tags they hold now and their current scores,
-turned into numbers a model can use. The engine does the reading and the pivoting in
-one query (`portrait_matrix_sql`); Python one-hot encodes the categorical traits
-(a handful of values each) and returns the frame with the SQL beside it, so every
-number a marketer sees can be traced to a query they can rerun.
+turned into numbers a model can use. The engine does all of it: one small query finds
+each categorical trait's values (`category_values_sql`), then one query reads every
+person's numbers — traits cast to DOUBLE, a 1/0 column per category value, per tag
+held and a column per score (`portrait_matrix_sql`). The frame comes back with the
+SQL beside it, so every number a marketer sees can be traced to a query they can rerun.
 
 Missing values stay missing (NaN): gradient-boosted trees handle them natively, and
 `standardized` fills them with the column mean for distance-based methods.
@@ -13,7 +14,7 @@ Missing values stay missing (NaN): gradient-boosted trees handle them natively, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +22,7 @@ import pandas as pd
 from sqlglot import exp
 
 from jingzhun.engine import Engine, parse_sql
+from jingzhun.segments.feature_labels import feature_label
 
 # Numeric traits a model may use (person_traits columns; booleans become 0/1).
 NUMERIC_TRAITS: tuple[str, ...] = (
@@ -67,24 +69,45 @@ class PortraitMatrix:
         return (filled - mean) / np.where(scale > 0, scale, 1.0)
 
 
+def category_values_sql(categorical: Sequence[str]) -> exp.Expression:
+    """Each categorical trait's values among active persons, most common first."""
+    _check_traits((), categorical)
+    parts = [f"SELECT '{name}' AS trait, CAST(pt.{name} AS VARCHAR) AS value, COUNT(*) AS persons "
+             f"FROM person_traits AS pt JOIN persons AS p ON p.person_id = pt.person_id AND p.status = 'active' "
+             f"WHERE pt.{name} IS NOT NULL GROUP BY CAST(pt.{name} AS VARCHAR)" for name in categorical]
+    return parse_sql(" UNION ALL ".join(parts) + " ORDER BY trait, persons DESC, value")
+
+
+def _check_traits(numeric: Sequence[str], categorical: Sequence[str]) -> None:
+    for name in numeric:
+        if name not in NUMERIC_TRAITS:
+            raise ValueError(f"unknown trait {name!r}")
+    for name in categorical:
+        if name not in CATEGORICAL_TRAITS:
+            raise ValueError(f"unknown trait {name!r}")
+
+
 def portrait_matrix_sql(
     numeric: Sequence[str] = NUMERIC_TRAITS,
-    categorical: Sequence[str] = CATEGORICAL_TRAITS,
+    categories: Mapping[str, Sequence[str]] | None = None,
     tags: Sequence[str] = (),
     scores: Sequence[str] = (),
     population: exp.Expression | None = None,
 ) -> exp.Expression:
     """One row per active person (or per person of `population`, a query returning
-    `person_id`): numeric traits as DOUBLE, categorical traits as text, `tag:<id>` 1/0
-    for each tag held now and `score:<model>` for each current score."""
-    for name in (*numeric, *categorical):
-        if name not in NUMERIC_TRAITS and name not in CATEGORICAL_TRAITS:
-            raise ValueError(f"unknown trait {name!r}")
+    `person_id`): numeric traits as DOUBLE, `one_<i>` 1/0 for each (trait, value) of
+    `categories` in order, `tag_<i>` 1/0 for each tag held now and `score_<i>` for
+    each current score."""
+    categories = categories or {}
+    _check_traits(numeric, list(categories))
+    pairs = [(name, value) for name, values in categories.items() for value in values]
     columns = [f"CAST(pt.{name} AS DOUBLE) AS {name}" for name in numeric]
-    columns += [f"CAST(pt.{name} AS VARCHAR) AS {name}" for name in categorical]
-    columns += [f"CASE WHEN tg.{_slot('tag', i)} > 0 THEN 1.0 ELSE 0.0 END AS {_slot('tag', i)}"
+    # 1/0 as DOUBLE, not the DECIMAL literals 1.0/0.0 (which reach pandas as Python objects).
+    columns += [f"CAST(CASE WHEN CAST(pt.{name} AS VARCHAR) = :one_{i} THEN 1 ELSE 0 END AS DOUBLE) "
+                f"AS {_slot('one', i)}" for i, (name, _) in enumerate(pairs)]
+    columns += [f"CAST(CASE WHEN tg.{_slot('tag', i)} > 0 THEN 1 ELSE 0 END AS DOUBLE) AS {_slot('tag', i)}"
                 for i in range(len(tags))]
-    columns += [f"sc.{_slot('score', i)} AS {_slot('score', i)}" for i in range(len(scores))]
+    columns += [f"CAST(sc.{_slot('score', i)} AS DOUBLE) AS {_slot('score', i)}" for i in range(len(scores))]
     joins = ""
     if tags:
         pivots = ", ".join(f"SUM(CASE WHEN tag_id = :tag_{i} THEN 1 ELSE 0 END) AS {_slot('tag', i)}"
@@ -100,15 +123,16 @@ def portrait_matrix_sql(
 FROM person_traits AS pt
 JOIN persons AS p ON p.person_id = pt.person_id AND p.status = 'active'{joins}"""
     if population is not None:
-        sql += "\nJOIN population_members AS pm ON pm.person_id = pt.person_id"
+        sql += "\nJOIN (SELECT DISTINCT person_id FROM population_members) AS pm ON pm.person_id = pt.person_id"
     sql += "\nORDER BY pt.person_id"
     query = exp.replace_placeholders(
         parse_sql(sql),
+        **{f"one_{i}": exp.convert(value) for i, (_, value) in enumerate(pairs)},
         **{f"tag_{i}": exp.convert(tag) for i, tag in enumerate(tags)},
         **{f"score_{i}": exp.convert(model) for i, model in enumerate(scores)})
     if population is not None:
         table = next(t for t in query.find_all(exp.Table) if t.name == "population_members")
-        table.replace(population.copy().subquery("pm"))
+        table.replace(population.copy().subquery("population_members"))
     return query
 
 
@@ -124,21 +148,25 @@ def portrait_matrix(
     scores: Sequence[str] = (),
     population: exp.Expression | None = None,
 ) -> PortraitMatrix:
-    """Read the portrait of every active person (or of `population`) as numbers."""
-    query = portrait_matrix_sql(numeric, categorical, tags, scores, population)
+    """Read the portrait of every active person (or of `population`) as numbers.
+
+    A categorical trait keeps its MAX_CATEGORY_VALUES most common values (among all
+    active persons) as `<trait>=<value>` columns."""
+    categories: dict[str, list[str]] = {name: [] for name in categorical}
+    if categorical:
+        for row in engine.query(category_values_sql(categorical)).to_pylist():
+            if len(categories[row["trait"]]) < MAX_CATEGORY_VALUES:
+                categories[row["trait"]].append(row["value"])
+    query = portrait_matrix_sql(numeric, categories, tags, scores, population)
     frame = engine.query(query).to_pandas().set_index("person_id")
-    frame = frame.rename(columns={_slot("tag", i): f"tag:{t}" for i, t in enumerate(tags)}
-                         | {_slot("score", i): f"score:{m}" for i, m in enumerate(scores)})
-    labels = {name: (name, name) for name in (*numeric, *(f"tag:{t}" for t in tags),
-                                             *(f"score:{m}" for m in scores))}
-    dummies = []
-    for name in categorical:
-        column = frame.pop(name)
-        kept = column.value_counts().index[:MAX_CATEGORY_VALUES]
-        for value in sorted(kept):
-            dummies.append(pd.Series((column == value).astype(np.float64), name=f"{name}={value}"))
-            labels[f"{name}={value}"] = (f"{name}={value}", f"{name}={value}")
-    if dummies:
-        frame = pd.concat([frame, *dummies], axis=1)
-    features = list(frame.columns)
-    return PortraitMatrix(frame.astype(np.float64), features, engine.render(query), labels)
+    pairs = [(name, value) for name, values in categories.items() for value in sorted(values)]
+    ordered = [(name, value) for name, values in categories.items() for value in values]
+    names = ({_slot("one", i): f"{name}={value}" for i, (name, value) in enumerate(ordered)}
+             | {_slot("tag", i): f"tag:{t}" for i, t in enumerate(tags)}
+             | {_slot("score", i): f"score:{m}" for i, m in enumerate(scores)})
+    frame = frame.rename(columns=names)
+    features = [*numeric, *(f"{name}={value}" for name, value in pairs),
+                *(f"tag:{t}" for t in tags), *(f"score:{m}" for m in scores)]
+    frame = frame[features].astype(np.float64)
+    labels = {name: feature_label(name) for name in features}
+    return PortraitMatrix(frame, features, engine.render(query), labels)
