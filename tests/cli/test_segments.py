@@ -51,3 +51,13 @@ def test_create_snapshots_and_bad_rules_name_the_field(demo: Path, tmp_path: Pat
     wrong = run("segment", "preview", "-w", str(demo), "--rule", '{"trait": "gendr", "op": "=", "value": "F"}')
     assert wrong.returncode != 0
     assert "segment.rule.trait" in wrong.stderr + wrong.stdout and "gendr" in wrong.stderr + wrong.stdout
+
+
+def test_cluster_and_lookalike_print_their_results(demo: Path, tmp_path: Path) -> None:
+    clustered = run("segment", "cluster", "-w", str(demo), "-k", "3", "-o", str(tmp_path / "clusters.csv"))
+    assert clustered.returncode == 0, clustered.stderr
+    assert "k = 3" in clustered.stdout
+    assert pd.read_csv(tmp_path / "clusters.csv")["cluster"].nunique() == 3
+    similar = run("segment", "lookalike", "holiday_women_fashion_beauty", "-w", str(demo), "--top-n", "5")
+    assert similar.returncode == 0, similar.stderr
+    assert "holdout_auc" in similar.stdout

@@ -37,6 +37,7 @@ from jingzhun.segments.audiences import (
     save_audience,
     snapshot_audiences,
 )
+from jingzhun.segments.clustering import cluster_audience
 from jingzhun.segments.lookalike import find_lookalikes
 
 segment_app = typer.Typer(help="Audiences: create, preview, snapshot, export, compare, expand. 人群。",
@@ -226,5 +227,30 @@ def segment_lookalike(
     _frame(found.ranked, "table", language, 20)
     if output_path is not None:
         found.ranked.to_csv(output_path, index=False, encoding="utf-8-sig")
+    for part, text in found.sql.items():
+        _sql(f"-- {part}\n{text}", show_sql)
+
+
+@segment_app.command("cluster")
+def segment_cluster(
+    segment_id: Annotated[str | None, typer.Argument(help="The audience to split; every active person if none.")] = None,
+    k: Annotated[int | None, typer.Option("-k", help="Number of sub-groups; chosen by silhouette if not given.")] = None,
+    traits: Annotated[list[str] | None, typer.Option("--trait", help="Traits to cluster on (repeat); "
+                                                     "e.g. age, gender, aov, category_mix, tag:<id>.")] = None,
+    output_path: Annotated[Path | None, typer.Option("--output", "-o", help="Write person → cluster to CSV.")] = None,
+    workspace: WorkspaceOption = None,
+    engine: EngineOption = None,
+    show_sql: ShowSql = False,
+) -> None:
+    """Split an audience into sub-groups and describe each. 人群细分聚类。"""
+    opened = open_workspace(workspace)
+    language = language_of(opened)
+    with open_engine(opened, engine, read_only=True) as storage:
+        found = cluster_audience(storage, traits or None, k, members_sql(segment_id) if segment_id else None)
+    console.print(f"k = {found.k}, silhouette = {found.silhouette:.3f}")
+    description = "description_zh" if language == "zh" else "description_en"
+    _frame(found.clusters[["cluster", "size", "share", description]], "table", language, found.k)
+    if output_path is not None:
+        found.assignments.to_csv(output_path, index=False, encoding="utf-8-sig")
     for part, text in found.sql.items():
         _sql(f"-- {part}\n{text}", show_sql)
