@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -46,6 +47,16 @@ def progress_bar() -> Progress:
     """The progress display every long command uses."""
     return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                     TimeElapsedColumn(), console=console, transient=False)
+
+
+def step_reporter(progress: Progress, name: str) -> Callable[[str, int, int], None]:
+    """A task on `progress` and the (step, done, total) callback that moves it."""
+    task = progress.add_task(name, total=None)
+
+    def on_step(step: str, done: int, total: int) -> None:
+        progress.update(task, total=total or None, completed=done, description=step)
+
+    return on_step
 
 
 def print_result(result: pa.Table, output: str, max_rows: int, language: str) -> None:

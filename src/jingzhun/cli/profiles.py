@@ -16,6 +16,7 @@ from jingzhun.cli.common import (
     language_of,
     print_result,
     progress_bar,
+    step_reporter,
 )
 from jingzhun.cli.reports import instant
 from jingzhun.core import open_workspace, t
@@ -88,11 +89,7 @@ def tag_apply(
     opened = open_workspace(workspace)
     language = language_of(opened)
     with open_engine(opened, engine) as storage, progress_bar() as progress:
-        task = progress.add_task("tags", total=None)
-
-        def on_step(step: str, done: int, total: int) -> None:
-            progress.update(task, total=total or None, completed=done, description=step)
-
+        on_step = step_reporter(progress, "tags")
         result = apply_tags(opened, storage, tag_ids or None, instant(as_of), on_step)
     for key, values in result.notes:
         console.print(t(key, language, **values))

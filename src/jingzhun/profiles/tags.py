@@ -190,16 +190,18 @@ def definition_files(workspace: Workspace | None) -> list[Path]:
     return files
 
 
-def _read_yaml(path: Path) -> object:
+def read_yaml(path: Path, error: type[JingzhunError] = TagError) -> object:
+    """A definitions file's YAML (an empty file is an empty list); a syntax error is
+    raised as `error` with the line, the column and the usual fix."""
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8")) or []
     except yaml.YAMLError as broken:
         mark = getattr(broken, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise TagError(f"cannot read YAML{where}: {getattr(broken, 'problem', broken)}.", location=path,
-                       fix="check the indentation, and quote text containing ': '",
-                       message_zh=f"无法读取 YAML{where}：{getattr(broken, 'problem', broken)}。",
-                       fix_zh="检查缩进；含有“: ”的文字请加引号") from None
+        raise error(f"cannot read YAML{where}: {getattr(broken, 'problem', broken)}.", location=path,
+                    fix="check the indentation, and quote text containing ': '",
+                    message_zh=f"无法读取 YAML{where}：{getattr(broken, 'problem', broken)}。",
+                    fix_zh="检查缩进；含有“: ”的文字请加引号") from None
 
 
 def load_tag_definitions(workspace: Workspace | None = None, catalog: Catalog | None = None) -> dict[str, TagDefinition]:
@@ -208,7 +210,7 @@ def load_tag_definitions(workspace: Workspace | None = None, catalog: Catalog | 
     definitions: dict[str, TagDefinition] = {}
     origins: dict[str, tuple[str, int]] = {}
     for path in definition_files(workspace):
-        document = _read_yaml(path)
+        document = read_yaml(path)
         for index, definition in enumerate(parse_definitions(document, str(path))):
             definitions[definition.tag_id] = definition
             origins[definition.tag_id] = (str(path), index)

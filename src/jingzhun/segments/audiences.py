@@ -44,7 +44,7 @@ from jingzhun.profiles.rules import (
     walk,
 )
 from jingzhun.profiles.rules_compiler import build_rule_sql, instant, literal
-from jingzhun.profiles.tags import data_as_of, live_catalog
+from jingzhun.profiles.tags import data_as_of, live_catalog, read_yaml
 from jingzhun.schema.tables import AUDIT_LOG, SEGMENT_MEMBERS, SEGMENTS
 
 Progress = Callable[[str, int, int], None]
@@ -97,25 +97,13 @@ def audience_folder(workspace: Workspace) -> Path:
     return workspace.definitions_dir / "segments"
 
 
-def _read_yaml(path: Path) -> object:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or []
-    except yaml.YAMLError as broken:
-        mark = getattr(broken, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise AudienceError(f"cannot read YAML{where}: {getattr(broken, 'problem', broken)}.", location=path,
-                            fix="check the indentation, and quote text containing ': '",
-                            message_zh=f"无法读取 YAML{where}：{getattr(broken, 'problem', broken)}。",
-                            fix_zh="检查缩进；含有“: ”的文字请加引号") from None
-
-
 def load_audiences(workspace: Workspace, engine: Engine | None = None) -> dict[str, AudienceDefinition]:
     """Every audience in the workspace by id, checked against the names the data has
     (traits, tags, other audiences) and for cycles."""
     found: dict[str, tuple[AudienceDefinition, str]] = {}
     folder = audience_folder(workspace)
     for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
-        document = _read_yaml(path)
+        document = read_yaml(path, AudienceError)
         for index, item in enumerate(document if isinstance(document, list) else [document]):
             definition = parse_audience(item, f"{path} [{index}]")
             if definition.segment_id in found:
