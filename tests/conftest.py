@@ -127,11 +127,11 @@ def copy_workspace(source: Path, target: Path) -> Workspace:
     return open_workspace(target)
 
 
-# The identify and portray tests run every engine-parametrized test on Spark too; on a
+# The identify, portray and segment tests run every engine-parametrized test on Spark too; on a
 # 2-core CI machine that alone takes longer than the whole suite should. `make test` runs
 # their direct DuckDB-vs-Spark comparisons (`both_engines`) and the pipeline parity
 # harness (tests/test_parity.py) on Spark; `make test-spark-full` runs every variant.
-_FULL_SPARK_DIRS = ("tests/identity/", "tests/profiles/")
+_FULL_SPARK_DIRS = ("tests/identity/", "tests/profiles/", "tests/segments/")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
