@@ -61,3 +61,7 @@ def test_cluster_and_lookalike_print_their_results(demo: Path, tmp_path: Path) -
     similar = run("segment", "lookalike", "holiday_women_fashion_beauty", "-w", str(demo), "--top-n", "5")
     assert similar.returncode == 0, similar.stderr
     assert "holdout_auc" in similar.stdout
+    insight = run("segment", "insight", '{"order": {"product": {"category": "home"}}}', "--window", "180",
+                  "--top", "3", "-w", str(demo), "-f", "json")
+    assert insight.returncode == 0, insight.stderr
+    assert "lift" in insight.stdout and "home" in insight.stdout

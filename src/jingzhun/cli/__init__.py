@@ -16,7 +16,7 @@ from jingzhun.cli import (
     imports,  # noqa: F401
     profiles,  # noqa: F401  (registers profile, tag list|apply)
     reports,  # noqa: F401  (registers report)
-    segments,  # noqa: F401  (registers segment list|create|preview|snapshot|changes|export|overlap|cluster|lookalike)
+    segments,  # noqa: F401  (registers segment list|create|preview|snapshot|changes|export|overlap|cluster|lookalike|insight)
 )
 from jingzhun.cli.common import app, errors
 from jingzhun.core import JingzhunError, current_language, t

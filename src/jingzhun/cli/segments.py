@@ -39,6 +39,7 @@ from jingzhun.segments.audiences import (
     snapshot_audiences,
 )
 from jingzhun.segments.clustering import cluster_audience
+from jingzhun.segments.insight import feature_insight
 from jingzhun.segments.lookalike import find_lookalikes
 
 segment_app = typer.Typer(help="Audiences: create, preview, snapshot, export, compare, expand. 人群。",
@@ -249,5 +250,35 @@ def segment_cluster(
     _frame(found.clusters[["cluster", "size", "share", description]], "table", language, found.k)
     if output_path is not None:
         found.assignments.to_csv(output_path, index=False, encoding="utf-8-sig")
+    for part, text in found.sql.items():
+        _sql(f"-- {part}\n{text}", show_sql)
+
+
+@segment_app.command("insight")
+def segment_insight(
+    goal: Annotated[str, typer.Argument(help="An event name (e.g. 'Order Completed') or an event/order rule "
+                                        "as JSON, e.g. '{\"order\": {\"product\": {\"category\": \"cosmetics\"}}}'.")],
+    segment_id: Annotated[str | None, typer.Option("--segment", help="Only persons of this audience.")] = None,
+    window_days: Annotated[int, typer.Option("--window", help="Days after the cut-off in which the goal counts.")] = 30,
+    as_of: Annotated[str | None, typer.Option(help="End of the outcome window, ISO 8601; default the latest data.")] = None,
+    top: Annotated[int, typer.Option(help="Features to read out.")] = 10,
+    output: Format = "table",
+    workspace: WorkspaceOption = None,
+    engine: EngineOption = None,
+    show_sql: ShowSql = False,
+) -> None:
+    """Which traits and tags separate those who reached a goal from those who did not. 转化特征洞察。"""
+    opened = open_workspace(workspace)
+    language = language_of(opened)
+    parsed = goal if not goal.lstrip().startswith("{") else json.loads(goal)
+    with open_engine(opened, engine, read_only=True) as storage:
+        found = feature_insight(storage, parsed, members_sql(segment_id) if segment_id else None, window_days,
+                                instant(as_of), timezone=opened.config.timezone)
+    for line in found.readings(language, top):
+        console.print(line)
+    name = "name_zh" if language == "zh" else "name_en"
+    shown = found.features if output != "table" else found.features[
+        ["rank", "feature", name, "importance", "lift", "lift_low", "lift_high", "q_value"]].round(3)
+    _frame(shown.head(top), output, language, top)
     for part, text in found.sql.items():
         _sql(f"-- {part}\n{text}", show_sql)

@@ -19,12 +19,13 @@ from jingzhun.segments.audiences import (
     snapshot_audiences,
 )
 from jingzhun.segments.clustering import Clustering, ClusteringError, cluster_audience
+from jingzhun.segments.insight import Insight, InsightError, feature_insight
 from jingzhun.segments.lookalike import Lookalike, LookalikeError, find_lookalikes
 from jingzhun.segments.portrait_matrix import PortraitMatrix, portrait_matrix, portrait_matrix_sql
 
 __all__ = [
-    "AudienceDefinition", "AudienceError", "Clustering", "ClusteringError", "Lookalike", "LookalikeError",
+    "AudienceDefinition", "AudienceError", "Clustering", "ClusteringError", "Insight", "InsightError", "Lookalike", "LookalikeError",
     "PortraitMatrix", "audience_changes", "audience_overlap", "cluster_audience", "export_audience",
-    "find_lookalikes", "list_audiences", "load_audiences", "members_sql", "parse_audience", "portrait_matrix",
+    "feature_insight", "find_lookalikes", "list_audiences", "load_audiences", "members_sql", "parse_audience", "portrait_matrix",
     "portrait_matrix_sql", "preview_audience", "run_segments", "save_audience", "snapshot_audiences",
 ]
