@@ -59,6 +59,12 @@ def _sql(text: str, shown: bool) -> None:
         console.print(text, markup=False, highlight=False)
 
 
+def _sql_parts(parts: dict[str, str], shown: bool) -> None:
+    """Each named query behind a result, headed by its name."""
+    for part, text in parts.items():
+        _sql(f"-- {part}\n{text}", shown)
+
+
 def _rule_data(rule: str | None, rule_file: Path | None) -> object:
     """A rule from --rule (JSON or YAML text) or --file (a YAML/JSON file)."""
     if (rule is None) == (rule_file is None):
@@ -225,8 +231,7 @@ def segment_lookalike(
     _frame(found.ranked, "table", language, 20)
     if output_path is not None:
         found.ranked.to_csv(output_path, index=False, encoding="utf-8-sig")
-    for part, text in found.sql.items():
-        _sql(f"-- {part}\n{text}", show_sql)
+    _sql_parts(found.sql, show_sql)
 
 
 @segment_app.command("cluster")
@@ -250,8 +255,7 @@ def segment_cluster(
     _frame(found.clusters[["cluster", "size", "share", description]], "table", language, found.k)
     if output_path is not None:
         found.assignments.to_csv(output_path, index=False, encoding="utf-8-sig")
-    for part, text in found.sql.items():
-        _sql(f"-- {part}\n{text}", show_sql)
+    _sql_parts(found.sql, show_sql)
 
 
 @segment_app.command("insight")
@@ -280,5 +284,4 @@ def segment_insight(
     shown = found.features if output != "table" else found.features[
         ["rank", "feature", name, "importance", "lift", "lift_low", "lift_high", "q_value"]].round(3)
     _frame(shown.head(top), output, language, top)
-    for part, text in found.sql.items():
-        _sql(f"-- {part}\n{text}", show_sql)
+    _sql_parts(found.sql, show_sql)
