@@ -34,12 +34,10 @@ from jingzhun.segments.insight import (
     InsightError,
     feature_insight,
     goal_sql,
-    lift_from_ratio,
     outcome_sql,
-    rate_ratio_interval,
     tags_at_sql,
-    wilson_interval,
 )
+from jingzhun.segments.insight_stats import lift_from_ratio, rate_ratio_interval, wilson_interval
 from tests.profiles.test_rules import arrow_rows
 from tests.segments.conftest import person_truth
 
