@@ -241,6 +241,10 @@ def test_save_records_versions_and_an_audit_entry(demo_workspace: tuple[Workspac
     assert save_audience(workspace, engine, parse_audience(changed), actor="bob") == 2
     assert (workspace.definitions_dir / "segments" / "gold_members.yaml").exists()
     assert "gold_members" in load_audiences(workspace, engine)
+    demo_defined = {**changed, "segment_id": HOLIDAY}
+    with pytest.raises(AudienceError, match="demo.yaml") as elsewhere:
+        save_audience(workspace, engine, parse_audience(demo_defined))
+    assert elsewhere.value.field == "segment_id" and HOLIDAY in load_audiences(workspace, engine)
     audit = engine.query("SELECT actor, object_id FROM audit_log WHERE object_type = 'segment' "
                          "AND object_id = 'gold_members' ORDER BY audit_id").to_pylist()
     assert [row["actor"] for row in audit] == ["alice", "bob"]

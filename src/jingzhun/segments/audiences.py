@@ -44,7 +44,7 @@ from jingzhun.profiles.rules import (
     walk,
 )
 from jingzhun.profiles.rules_compiler import build_rule_sql, instant, literal
-from jingzhun.profiles.tags import data_as_of, live_catalog, read_yaml
+from jingzhun.profiles.tags import Text, data_as_of, live_catalog, read_yaml
 from jingzhun.schema.tables import AUDIT_LOG, SEGMENT_MEMBERS, SEGMENTS
 
 Progress = Callable[[str, int, int], None]
@@ -53,12 +53,6 @@ WORK_MEMBERS = "segment_work_members"  # scratch: one audience's members at the 
 
 class AudienceError(JingzhunError):
     """An audience, its definition file or a request about audiences is invalid."""
-
-
-class Text(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    zh: str
-    en: str
 
 
 class AudienceDefinition(BaseModel):
@@ -100,6 +94,19 @@ def audience_folder(workspace: Workspace) -> Path:
 def load_audiences(workspace: Workspace, engine: Engine | None = None) -> dict[str, AudienceDefinition]:
     """Every audience in the workspace by id, checked against the names the data has
     (traits, tags, other audiences) and for cycles."""
+    found = _read_audiences(workspace)
+    audiences = {key: definition for key, (definition, _) in found.items()}
+    catalog = audience_catalog(engine, audiences)
+    for definition, location in found.values():
+        problems = check_rule(definition.rule, catalog, "segment.rule")
+        if problems:
+            raise RuleError(problems, location)
+    dependency_order(audiences, list(audiences))
+    return audiences
+
+
+def _read_audiences(workspace: Workspace) -> dict[str, tuple[AudienceDefinition, str]]:
+    """segment_id → (definition, the file it is in), refusing an id defined twice."""
     found: dict[str, tuple[AudienceDefinition, str]] = {}
     folder = audience_folder(workspace)
     for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
@@ -113,14 +120,7 @@ def load_audiences(workspace: Workspace, engine: Engine | None = None) -> dict[s
                     message_zh=f"人群 {definition.segment_id!r} 定义了两次（{found[definition.segment_id][1]}）。",
                     fix_zh="每个人群使用不同的 segment_id")
             found[definition.segment_id] = (definition, str(path))
-    audiences = {key: definition for key, (definition, _) in found.items()}
-    catalog = audience_catalog(engine, audiences)
-    for definition, location in found.values():
-        problems = check_rule(definition.rule, catalog, "segment.rule")
-        if problems:
-            raise RuleError(problems, location)
-    dependency_order(audiences, list(audiences))
-    return audiences
+    return found
 
 
 def audience_catalog(engine: Engine | None, audiences: Mapping[str, AudienceDefinition]) -> Catalog:
@@ -167,15 +167,23 @@ def save_audience(workspace: Workspace, engine: Engine, definition: AudienceDefi
                   actor: str = "cli") -> int:
     """Check `definition` against the workspace, write its YAML file and record a new
     version if it changed; returns the current version."""
+    folder = audience_folder(workspace)
+    target = folder / f"{definition.segment_id}.yaml"
+    existing = _read_audiences(workspace).get(definition.segment_id)
+    if existing is not None and Path(existing[1]) != target:
+        raise AudienceError(
+            f"audience {definition.segment_id!r} is defined in {existing[1]}; saving it again would define it twice.",
+            field="segment_id", fix=f"edit {existing[1]}, or give the new audience another segment_id",
+            message_zh=f"人群 {definition.segment_id!r} 已在 {existing[1]} 中定义，再次保存会重复定义。",
+            fix_zh=f"请直接修改 {existing[1]}，或为新人群换一个 segment_id")
     audiences = {**load_audiences(workspace, engine), definition.segment_id: definition}
     problems = check_rule(definition.rule, audience_catalog(engine, audiences), "segment.rule")
     if problems:
         raise RuleError(problems)
     dependency_order(audiences, [definition.segment_id])
-    folder = audience_folder(workspace)
     folder.mkdir(parents=True, exist_ok=True)
     data = definition.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
-    (folder / f"{definition.segment_id}.yaml").write_text(
+    target.write_text(
         yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return sync_audience_versions(engine, [definition], actor)[definition.segment_id]
 
