@@ -311,7 +311,12 @@ def test_the_demo_high_value_customers_drive_big_spend(demo_insights) -> None:
     assert high_value[converted].mean() > 4 * high_value.mean()  # the planted value flag
     first, top = insight.features.iloc[0], insight.features.head(3)
     assert first["feature"] in {"aov", "gmv_total", "gmv_365d", "gmv_90d"} and first["lift_low"] > 2, top
-    assert "aov" in set(top["feature"])  # the planted 1.5x order value
+    # the planted 1.5x order value: aov's own lift is strong, and the classifier ranks it near
+    # the top (its permutation importance is within 0.001 of days_since_last_order's and
+    # gmv_365d's on the 1,500-person demo, so its place among them varies between machines)
+    aov = row(insight, "aov")
+    assert aov["significant"] and aov["lift_low"] > 2 and aov["rank_auc"] > 0.65, aov
+    assert "aov" in set(insight.features.head(5)["feature"]), insight.features.head(5)
     big_basket = frame["aov"] >= frame["aov"].quantile(0.8)
     assert high_value[big_basket].mean() > 3 * high_value.mean()
     assert insight.auc > 0.7
