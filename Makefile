@@ -9,7 +9,7 @@ DEMO_DIR ?= demo-workspace
 DEMO_PERSONS ?= 20000
 DEMO_SEED ?= 42
 
-.PHONY: demo test test-spark-full test-fast lint bench venv java node clean
+.PHONY: demo test test-spark-full test-fast lint bench venv java node chromium clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,16 @@ java:
 	fi
 	@java -version 2>&1 | head -n 1
 
+# The console tests drive Debian's Chromium through Playwright (no browser download); a CJK
+# font lets it (and the PNG charts of `jingzhun report`) draw Chinese instead of boxes.
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1 || ! fc-list :lang=zh 2>/dev/null | grep -q .; then \
+		echo "Installing Debian's chromium and fonts-wqy-microhei (needed by the console tests)"; \
+		(apt-get update -qq && apt-get install -y -qq chromium fonts-wqy-microhei) || \
+		{ echo "Could not install them. Install Debian's chromium and fonts-wqy-microhei, then rerun make test."; exit 1; }; \
+	fi
+	@chromium --version 2>/dev/null | head -n 1
+
 demo: $(VENV)/.installed-base
 	$(BIN)/jingzhun demo generate $(DEMO_DIR) --persons $(DEMO_PERSONS) --seed $(DEMO_SEED)
 	$(BIN)/jingzhun demo load $(DEMO_DIR)
@@ -47,10 +57,10 @@ NODE_CLIENT := tests/collect/collector/node
 node:
 	npm ci --prefix $(NODE_CLIENT) --no-audit --no-fund
 
-test: $(VENV)/.installed-dev java node
+test: $(VENV)/.installed-dev java node chromium
 	$(BIN)/python -m pytest -m "(spark or not spark) and not spark_full" -p no:cacheprovider
 
-test-spark-full: $(VENV)/.installed-dev java node  ## every Spark variant of the stage tests too (slow)
+test-spark-full: $(VENV)/.installed-dev java node chromium  ## every Spark variant of the stage tests too (slow)
 	$(BIN)/python -m pytest -m "spark or not spark" -p no:cacheprovider
 
 test-fast: $(VENV)/.installed-dev

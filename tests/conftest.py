@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from jingzhun.core import Workspace, WorkspaceConfig, init_workspace
@@ -84,6 +85,31 @@ def both_engines(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tup
     spark.close()
 
 
+# Developers may set JINGZHUN_TEST_DEMO_CACHE to a folder to build the two demo workspaces
+# below once and reuse them across pytest runs. The cache is keyed by the code that makes
+# them (demo, collect, identity, profiles, segments, schema, engine, pipeline), so a change
+# there builds new ones. CI does not set it.
+DEMO_CACHE_ENV = "JINGZHUN_TEST_DEMO_CACHE"
+_DEMO_CODE = ("demo", "collect", "identity", "profiles", "segments", "schema", "engine", "core", "pipeline.py")
+
+
+def _demo_cache(kind: str) -> Path | None:
+    """The cached workspace folder for `kind` under the developer's cache, or None."""
+    import hashlib
+
+    root = os.environ.get(DEMO_CACHE_ENV)
+    if not root:
+        return None
+    source = Path(__file__).parent.parent / "src" / "jingzhun"
+    digest = hashlib.sha256()
+    for part in _DEMO_CODE:
+        files = [source / part] if (source / part).is_file() else sorted((source / part).rglob("*"))
+        for path in files:
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(source)).encode() + path.read_bytes())
+    return Path(root) / f"{kind}-{digest.hexdigest()[:16]}" / "ws"
+
+
 @pytest.fixture(scope="session")
 def loaded_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A demo workspace of 1,500 persons loaded the way `make demo` loads it: events over
@@ -92,11 +118,20 @@ def loaded_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import subprocess
     import sys
 
-    root = tmp_path_factory.mktemp("loaded-demo") / "ws"
+    cached = _demo_cache("loaded")
+    if cached is not None and (cached.parent / "ready").exists():
+        return cached
+    if cached is not None and cached.exists():  # an interrupted build
+        import shutil
+
+        shutil.rmtree(cached)
+    root = cached or tmp_path_factory.mktemp("loaded-demo") / "ws"
     cli = [sys.executable, "-m", "jingzhun"]
     subprocess.run([*cli, "demo", "generate", str(root), "--persons", "1500", "--seed", "11"],
                    check=True, capture_output=True)
     subprocess.run([*cli, "demo", "load", str(root)], check=True, capture_output=True)
+    if cached is not None:
+        (cached.parent / "ready").touch()
     return root
 
 
@@ -107,9 +142,18 @@ def portrayed_demo(loaded_demo: Path, tmp_path_factory: pytest.TempPathFactory) 
     from jingzhun.engine import open_engine
     from jingzhun.pipeline import run_pipeline
 
-    workspace = copy_workspace(loaded_demo, tmp_path_factory.mktemp("portrayed-demo") / "ws")
+    cached = _demo_cache("portrayed")
+    if cached is not None and (cached.parent / "ready").exists():
+        return cached
+    if cached is not None and cached.exists():
+        import shutil
+
+        shutil.rmtree(cached)
+    workspace = copy_workspace(loaded_demo, cached or tmp_path_factory.mktemp("portrayed-demo") / "ws")
     with open_engine(workspace) as engine:
         run_pipeline(workspace, engine)
+    if cached is not None:
+        (cached.parent / "ready").touch()
     return workspace.root
 
 
@@ -139,3 +183,53 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         in_stage = any(part in item.nodeid for part in _FULL_SPARK_DIRS)
         if in_stage and item.get_closest_marker("spark") and "both_engines" not in item.fixturenames:
             item.add_marker(pytest.mark.spark_full)
+
+
+# ---- the parity harness's engines, shared by every stage's parity tests ---------------------
+
+COLLECTED = ("sources", "events", "orders", "order_items", "products", "stores", "inventory_movements",
+             "stock_counts", "survey_responses", "benchmarks", "source_records", "ad_spend", "quarantine",
+             "imports")
+
+
+@pytest.fixture(scope="session")
+def demo_workspace(loaded_demo: Path) -> Workspace:
+    from jingzhun.core import open_workspace
+
+    return open_workspace(loaded_demo)
+
+
+@pytest.fixture(scope="session")
+def demo_tables(demo_workspace: Workspace) -> dict[str, pa.Table]:
+    """Every collected table as the real collector and importers stored it."""
+    from jingzhun.engine import open_engine
+
+    with open_engine(demo_workspace) as engine:
+        return {name: engine.read_table(name) for name in COLLECTED}
+
+
+def load(engine: Engine, tables: dict[str, pa.Table]) -> None:
+    from jingzhun.schema import migrate
+
+    migrate(engine)
+    for name, rows in tables.items():
+        engine.write_table(name, rows, mode="append")
+
+
+@pytest.fixture(scope="session")
+def pipelines_on_both(request, tmp_path_factory, demo_workspace: Workspace, demo_tables):
+    """Both engines loaded with the same demo rows, the whole pipeline run on each: one pair
+    for the whole run, so every stage's parity test (mark it `spark`) compares its own
+    queries on them without running the pipeline on Spark again. Call `spark.refresh()`
+    first: other tests' Spark engines forget the session's views."""
+    from jingzhun.pipeline import run_pipeline
+
+    folder = tmp_path_factory.mktemp("parity-engines")
+    engines = (make_engine("duckdb", folder / "duckdb", request), make_engine("spark", folder / "spark", request))
+    results = {}
+    for engine in engines:
+        load(engine, demo_tables)
+        results[engine.NAME] = run_pipeline(demo_workspace, engine)
+    yield engines, results
+    for engine in engines:
+        engine.close()

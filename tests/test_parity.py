@@ -15,53 +15,12 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from jingzhun.core import Workspace, open_workspace
-from jingzhun.engine import Engine, open_engine
 from jingzhun.engine.parity import compare_tables
-from jingzhun.pipeline import run_pipeline
-from jingzhun.schema import canonical_tables, migrate
+from jingzhun.schema import canonical_tables
+from tests.conftest import COLLECTED, load
 
 QUERY_DIR = Path(__file__).parent / "parity_queries"
 QUERIES = sorted(QUERY_DIR.glob("*.sql"))
-
-
-COLLECTED = ("sources", "events", "orders", "order_items", "products", "stores", "inventory_movements",
-             "stock_counts", "survey_responses", "benchmarks", "source_records", "ad_spend", "quarantine",
-             "imports")
-
-
-@pytest.fixture(scope="session")
-def demo_workspace(loaded_demo: Path) -> Workspace:
-    return open_workspace(loaded_demo)
-
-
-@pytest.fixture(scope="session")
-def demo_tables(demo_workspace: Workspace) -> dict[str, pa.Table]:
-    """Every collected table as the real collector and importers stored it."""
-    with open_engine(demo_workspace) as engine:
-        return {name: engine.read_table(name) for name in COLLECTED}
-
-
-def load(engine: Engine, tables: dict[str, pa.Table]) -> None:
-    migrate(engine)
-    for name, rows in tables.items():
-        engine.write_table(name, rows, mode="append")
-
-
-@pytest.fixture(scope="module")
-def pipelines_on_both(request, tmp_path_factory, demo_workspace: Workspace, demo_tables):
-    """Both engines loaded with the same demo rows, the whole pipeline run on each."""
-    from tests.conftest import make_engine
-
-    folder = tmp_path_factory.mktemp("parity-engines")
-    engines = (make_engine("duckdb", folder / "duckdb", request), make_engine("spark", folder / "spark", request))
-    results = {}
-    for engine in engines:
-        load(engine, demo_tables)
-        results[engine.NAME] = run_pipeline(demo_workspace, engine)
-    yield engines, results
-    for engine in engines:
-        engine.close()
 
 
 def test_demo_sources_fill_the_tables(demo_tables: dict[str, pa.Table]) -> None:

@@ -33,6 +33,8 @@ def test_stock_report_prints_rows_and_its_sql(tmp_path: Path) -> None:
     assert "SELECT" in done.stdout  # the query behind the numbers
 
 
-def test_unknown_report_names_the_choices(tmp_path: Path) -> None:
+def test_unknown_report_is_refused_and_list_names_the_choices(tmp_path: Path) -> None:
     done = run("report", "nope", "-w", str(_workspace_with_stock(tmp_path)))
-    assert done.returncode == 2 and "stockouts" in done.stderr
+    assert done.returncode == 2 and "nope" in done.stderr
+    listed = run("report", "list")
+    assert listed.returncode == 0 and "stockouts" in listed.stdout and "inventory-checks" in listed.stdout
