@@ -92,6 +92,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     )),
     Migration(7, "the portrait's serving table: typed traits, one row per person", _creates(t.PERSON_TRAITS)),
     Migration(8, "identifier values refused as evidence, with the reason", _creates(t.IDENTITY_JUNK)),
+    Migration(9, "real time: identifiers bound as events arrive, live audience entries and exits",
+              _creates(t.IDENTITY_LIVE_BINDINGS, t.SEGMENT_LIVE_MEMBERS)),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -262,6 +262,14 @@ IDENTITY_JUNK = table(
     "records BIGINT -- source records (orders, members, event streams) carrying the value",
     "events BIGINT -- observations of the value across those records",
 )
+IDENTITY_LIVE_BINDINGS = table(
+    "identity_live_bindings", "Identifiers first seen after the last ID-graph build, bound in real time to "
+    "the known person of the event that carried them (an identify call's new anonymous id); the next "
+    "build supersedes them.",
+    "id_type VARCHAR NOT NULL", "id_value VARCHAR NOT NULL -- normalized like identities.id_value",
+    "person_id VARCHAR NOT NULL", "bound_at TIMESTAMPTZ NOT NULL",
+    "message_id VARCHAR -- the event that bound it", "source_id VARCHAR",
+)
 PERSON_TRAITS = table(
     "person_traits", "The portrait: one row per active person, typed traits for tags, scores and audiences.",
     "person_id VARCHAR NOT NULL",
@@ -304,6 +312,16 @@ SEGMENT_MEMBERS = table(
     "segment_members", "Dated membership snapshots of audiences.",
     "segment_id VARCHAR NOT NULL", "person_id VARCHAR NOT NULL",
     "snapshot_date DATE NOT NULL", "entered_at TIMESTAMPTZ",
+)
+SEGMENT_LIVE_MEMBERS = table(
+    "segment_live_members", "Real-time audiences: every entry and exit as events arrive, newest last; "
+    "a person's latest row for an audience says whether they are in it now.",
+    "segment_id VARCHAR NOT NULL", "segment_version INTEGER", "person_id VARCHAR NOT NULL",
+    "change VARCHAR NOT NULL -- entered | exited",
+    "changed_at TIMESTAMPTZ NOT NULL -- when the change was recorded",
+    "trigger_message_id VARCHAR -- the person's latest event in the batch that caused it; NULL: a re-check "
+    "found the window had passed",
+    "event_at TIMESTAMPTZ -- that event's time", "received_at TIMESTAMPTZ -- when the collector received it",
 )
 CAMPAIGNS = table(
     "campaigns", "Campaigns and journeys: audience x content x channel x schedule.",
