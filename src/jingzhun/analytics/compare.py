@@ -17,7 +17,7 @@ import pandas as pd
 from sqlglot import exp
 
 from jingzhun.analytics.calendar import Comparison, compare_to, parse_period
-from jingzhun.analytics.cube import SIDE, CubeQuery, Plan, build_cube_sql, shift_values
+from jingzhun.analytics.cube import SIDE, CubeQuery, Plan, build_cube_sql, shift_values, to_frame
 from jingzhun.analytics.measures import TIME_GRAINS, Measure, find_measure
 from jingzhun.analytics.result import Analysis, AnalyticsError, Chart
 from jingzhun.engine import Engine
@@ -72,7 +72,7 @@ def compare_periods(engine: Engine, query: CubeQuery, against: str = "yoy", alig
     """
     comparison = _comparison(query, against, align)
     sql = build_compare_sql(query, comparison, timezone)
-    frame = engine.query(sql).to_pandas()
+    frame = to_frame(engine.query(sql))
     plan = Plan(query.measures, query.by, query.where)
     measure = plan.measures[0]
     time = query.time_grain()
@@ -208,7 +208,7 @@ def compare_with_benchmark(engine: Engine, query: CubeQuery, series: str, subjec
     ours_sql = build_compare_sql(CubeQuery(measures=query.measures, where=query.where, period=query.period),
                                  comparison, timezone)
     growth_sql = build_growth_sql(series, subject, category, comparison)
-    frame = engine.query(series_sql).to_pandas()
+    frame = to_frame(engine.query(series_sql))
     ours = engine.query(ours_sql).to_pylist()
     theirs = {row[SIDE]: row["benchmark"] for row in engine.query(growth_sql).to_pylist()}
     measure = find_measure(query.measures[0])

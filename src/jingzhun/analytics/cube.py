@@ -23,6 +23,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pandas as pd
+import pyarrow as pa
 import sqlglot
 from pydantic import BaseModel, ConfigDict, Field
 from sqlglot import exp
@@ -376,15 +377,25 @@ def run_cube(engine: Engine, query: CubeQuery, timezone: str = "Asia/Shanghai",
     """Run a cube query: one row per cell, one column per measure (wide if `pivot` names a
     dimension whose values become columns)."""
     sql = build_cube_sql(query, timezone)
-    frame = engine.query(sql).to_pandas()
+    long = to_frame(engine.query(sql))
     plan = Plan(query.measures, query.by, query.where)
+    frame = long
     if pivot is not None:
         frame = pivot_frame(frame, parse_dimension(pivot).column, plan.columns(), list(query.measures))
     return Analysis(name="cube", frame=frame, sql={"cube": engine.render(sql)}, chart=_chart(query, plan, pivot),
-                    readings=_readings(frame if pivot is None else engine.query(sql).to_pandas(), plan),
+                    readings=_readings(long, plan),
                     params={"measures": list(query.measures), "by": list(query.by),
                             "where": {k: list(v) for k, v in query.where.items()}, "period": query.period,
                             "timezone": timezone, "pivot": pivot})
+
+
+def to_frame(table: pa.Table) -> pd.DataFrame:
+    """Arrow rows as pandas, money (DECIMAL) as float so charts and arithmetic work; the
+    exact decimals stay in the SQL."""
+    for index, column in enumerate(table.schema):
+        if pa.types.is_decimal(column.type):
+            table = table.set_column(index, column.name, table.column(index).cast(pa.float64()))
+    return table.to_pandas()
 
 
 def pivot_frame(frame: pd.DataFrame, column: str, dimensions: list[str], measures: list[str]) -> pd.DataFrame:

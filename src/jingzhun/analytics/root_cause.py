@@ -53,6 +53,7 @@ from jingzhun.engine import Engine
 from jingzhun.profiles.rules_compiler import literal
 
 TOTAL = "(total)"
+OTHERS_SHOWN = 5
 # Dimensions a drill-down tries unless told otherwise: every single-valued one (a person
 # holds many tags and audiences, so those would count a person in several elements).
 SKIPPED_BY_DEFAULT = (*TIME_GRAINS, "tag", "audience")
@@ -288,7 +289,7 @@ def find_root_cause(engine: Engine, measure: str, period: str, base: str | None 
         sql["products"] = products_sql
     return Analysis(
         name="root_cause", frame=frame, sql=sql,
-        chart=Chart("bar", "value", ("explanatory_power",), "dimension",
+        chart=Chart("bar", "cause", ("explanatory_power", "surprise"),
                     title_zh=f"{chosen.label_zh}变化的原因", title_en=f"What explains the change in {chosen.label_en}"),
         readings=_readings(chosen, result, frame, current, before, thresholds),
         params={"measure": chosen.name, "period": current.label, "base": before.label, "dimensions": dims,
@@ -325,15 +326,17 @@ def _products(engine: Engine, result: Drill) -> tuple[pd.DataFrame, str]:
 
 
 def _frame(result: Drill, products: pd.DataFrame, current: Period, thresholds: Thresholds) -> pd.DataFrame:
-    """Per level, each candidate dimension's set and the other most surprising elements."""
+    """Per level, every candidate dimension's explanatory set, then the `OTHERS_SHOWN` most
+    surprising elements outside any set (what changed without explaining the change)."""
     rows = []
     for level in result.levels:
         if "dimension_rank" not in level.scores:
             continue
         within = " & ".join(f"{k}={v}" for k, v in level.filters.items()) or "(all)"
-        shown = level.scores.sort_values("surprise", ascending=False).groupby("dimension").head(5)
-        shown = pd.concat([shown, level.scores[level.scores["in_explanation"]]]).drop_duplicates(["dimension", "value"])
-        rows.append(shown.assign(level=level.depth, within=within))
+        scores = level.scores
+        varied = scores.groupby("dimension")["value"].transform("count") > 1  # one value tells nothing
+        others = scores[~scores["in_explanation"] & varied].sort_values("surprise", ascending=False).head(OTHERS_SHOWN)
+        rows.append(pd.concat([scores[scores["in_explanation"]], others]).assign(level=level.depth, within=within))
     if not rows:
         return pd.DataFrame(columns=["level", "within", "dimension", "value"])
     frame = pd.concat(rows, ignore_index=True)
@@ -346,10 +349,12 @@ def _frame(result: Drill, products: pd.DataFrame, current: Period, thresholds: T
     frame["launch_date"] = frame["value"].map(launches).where(is_product)
     frame["days_since_launch"] = [(current.start - d).days if isinstance(d, date) else None
                                   for d in frame["launch_date"]]
-    columns = ["level", "within", "dimension", "dimension_rank", "value", "label", "expected", "actual", "change",
-               "explanatory_power", "surprise", "share_base", "share_actual", "in_explanation", "launch_date",
-               "days_since_launch"]
-    return frame[columns].reset_index(drop=True)
+    frame["cause"] = [f"L{lv} {d}={v}" for lv, d, v in zip(frame["level"], frame["dimension"], frame["value"],
+                                                             strict=True)]
+    columns = ["level", "within", "cause", "dimension", "value", "label", "expected", "actual", "explanatory_power",
+               "surprise", "share_base", "share_actual", "in_explanation", "launch_date", "days_since_launch"]
+    numbers = ["expected", "actual", "explanatory_power", "surprise", "share_base", "share_actual"]
+    return frame[columns].round({name: 4 for name in numbers}).reset_index(drop=True)
 
 
 def _readings(measure: Measure, result: Drill, frame: pd.DataFrame, current: Period, base: Period,

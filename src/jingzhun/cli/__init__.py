@@ -9,6 +9,7 @@ commands on the shared `app` when imported.
 from __future__ import annotations
 
 from jingzhun.cli import (
+    analytics_cube,  # noqa: F401  (registers report cube|compare|root-cause)
     collector,  # noqa: F401
     demo_load,  # noqa: F401  (registers demo load)
     foundation,  # noqa: F401  (registers init, migrate, pipeline, sql, demo)
