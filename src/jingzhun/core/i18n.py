@@ -60,6 +60,23 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "会员数 {members} 少于 {needed}，跳过概率匹配",
         "en": "{members} members (fewer than {needed}): matching skipped",
     },
+    "note.marketplace_done": {
+        "zh": "平台买家关联会员：{buyers} 个买家，自动关联 {auto_merged} 个，待审核 {pending} 个"
+              "（真实匹配率 {rate_city}）",
+        "en": "Marketplace buyers: {buyers} buyers, {auto_merged} linked to a member, {pending} to review "
+              "(true-fit rate {rate_city})",
+    },
+    "note.marketplace_disabled": {
+        "zh": "平台买家关联已关闭（identity.yaml 的 marketplace.enabled）",
+        "en": "marketplace buyer linking is off (marketplace.enabled in identity.yaml)",
+    },
+    "note.marketplace_no_data": {
+        "zh": "没有会员或平台订单，跳过平台买家关联", "en": "no members or marketplace orders: buyer linking skipped",
+    },
+    "note.marketplace_no_phones": {
+        "zh": "会员手机号以哈希存储，无法与掩码手机号比对，跳过平台买家关联",
+        "en": "member phones are stored hashed and cannot be compared with masked phones: buyer linking skipped",
+    },
     "note.identity_persons": {"zh": "{active} 位客户，{identifiers} 个标识", "en": "{active} persons, {identifiers} identifiers"},
     "note.identity_rounds": {"zh": "连通分量迭代 {rounds} 轮", "en": "connected components in {rounds} rounds"},
     "note.identity_changes": {"zh": "合并/拆分记录 {count} 条", "en": "{count} merge/split records"},

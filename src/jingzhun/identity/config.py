@@ -15,6 +15,9 @@ The file is optional; without it the defaults below apply. Example::
     sources:
       demo-web: {user_id_type: member_id}   # by source name or source_id
       partner-app: {user_id_type: user_id}
+    marketplace:                    # Tmall/JD/Douyin buyers linked to members (模糊匹配)
+      enabled: true
+      auto_link_threshold: 0.99
 
 Lists extend the built-in blocklist unless `blocklist.include_defaults: false`.
 """
@@ -88,6 +91,26 @@ class SourceSettings(_Strict):
     anonymous_id_type: str = "anonymous_id"
 
 
+class MarketplaceSettings(_Strict):
+    """`marketplace:`: link marketplace buyer ids to CRM members by masked phone, surname and
+    city (jingzhun.identity.marketplace, docs/matching.md)."""
+
+    enabled: bool = True
+    buyer_types: list[str] = Field(
+        default_factory=lambda: ["tmall_open_uid", "jd_pin", "douyin_user_id"],
+        description="Platform buyer ids whose masked receiver is compared with the members.")
+    auto_link_threshold: float = Field(
+        0.99, gt=0, le=1, description="Link without review at or above this probability.")
+    review_threshold: float = Field(
+        0.5, gt=0, le=1, description="Queue a buyer and member for review at or above this.")
+
+    @model_validator(mode="after")
+    def _review_below_auto(self) -> MarketplaceSettings:
+        if self.review_threshold > self.auto_link_threshold:
+            raise ValueError("review_threshold must not exceed auto_link_threshold")
+        return self
+
+
 class IdentityConfig(_Strict):
     """Everything in `definitions/identity.yaml`."""
 
@@ -109,6 +132,7 @@ class IdentityConfig(_Strict):
     max_rounds: int = Field(60, ge=1, description="Safety cap on connected-component rounds.")
     matching: dict[str, Any] | None = Field(
         None, description="The probabilistic matcher's section, validated by jingzhun.identity.matching.")
+    marketplace: MarketplaceSettings = Field(default_factory=MarketplaceSettings)
 
     @model_validator(mode="after")
     def _known_types(self) -> IdentityConfig:
@@ -119,6 +143,7 @@ class IdentityConfig(_Strict):
         used += [(f"trait_identifiers[{i}]", kind) for i, kind in enumerate(self.trait_identifiers)]
         used += [(f"aliases.{key}", kind) for key, kind in self.aliases.items()]
         used += [(f"blocklist.by_type.{kind}", kind) for kind in self.blocklist.by_type]
+        used += [(f"marketplace.buyer_types[{i}]", kind) for i, kind in enumerate(self.marketplace.buyer_types)]
         for where, kind in used:
             if kind not in known:
                 close = difflib.get_close_matches(kind, sorted(known), n=1)

@@ -13,7 +13,8 @@ Links come from identifiers sharing a record (a star from the record's strongest
 identifier), from ad-platform hashes that equal the hash of a known plain phone or
 e-mail (`hash_match`), from the probabilistic matcher (`match_candidates` accepted or
 auto-merged: `probabilistic`, dated when both identifiers had been seen, so a rebuild on either
-engine writes the same row) and from operators (`operator_bind`). Operator unbinds
+engine writes the same row), from marketplace buyers matched to members (the same table,
+candidates `mk-…`: `marketplace_match`) and from operators (`operator_bind`). Operator unbinds
 and unmerges revoke links; every link is kept in `identity_links`, revoked ones with
 `revoked_at` and the reason in `evidence`.
 """
@@ -32,6 +33,8 @@ from jingzhun.identity.identifiers import (
     plain_value_sql,
     stored_value_sql,
 )
+from jingzhun.identity.marketplace import PREFIX as MARKETPLACE_PREFIX
+from jingzhun.identity.marketplace import RULE as MARKETPLACE_RULE
 from jingzhun.identity.observations import OBSERVATIONS
 from jingzhun.identity.registry import Registry
 from jingzhun.identity.tables import count_rows, materialize
@@ -45,7 +48,8 @@ OVERRIDES = "identity_work_overrides"
 ERASED = "identity_work_erased_nodes"
 
 BIND_PRIORITY = 1000
-OTHER_RULES = ("probabilistic", "operator_bind", "hash_match")   # links that are not a record's star
+OTHER_RULES = ("probabilistic", "marketplace_match", "operator_bind", "hash_match")  # not a record's star
+MATCHED_RULES = ("probabilistic", "marketplace_match")   # from match_candidates; probabilistic_priority
 HASH_TYPES = ("phone_md5", "phone_sha256", "email_md5", "email_sha256")
 
 
@@ -217,7 +221,8 @@ def matched_links_sql(config: IdentityConfig, registry: Registry, settings: Norm
     it, iv = _normalized_pair("id", registry, settings)
     return f"""
 SELECT {lt} AS left_type, {lv} AS left_value, {rt} AS right_type, {rv} AS right_value,
-  'probabilistic' AS rule, CAST(NULL AS VARCHAR) AS source_id, CAST(NULL AS TIMESTAMPTZ) AS observed_at,
+  CASE WHEN candidate_id LIKE {lit(MARKETPLACE_PREFIX + '%')} THEN {lit(MARKETPLACE_RULE)} ELSE 'probabilistic' END
+    AS rule, CAST(NULL AS VARCHAR) AS source_id, CAST(NULL AS TIMESTAMPTZ) AS observed_at,
   TO_JSON(STRUCT_PACK(candidate_id := candidate_id, status := status)) AS evidence
 FROM match_candidates WHERE status IN ('auto_merged', 'accepted')
 UNION ALL
@@ -252,7 +257,7 @@ ordered AS (
 )
 SELECT k.*, CASE WHEN k.rule = 'operator_bind' THEN {BIND_PRIORITY}
        ELSE LEAST(tl.priority, tr.priority,
-                  CASE WHEN k.rule = 'probabilistic' THEN {config.probabilistic_priority} ELSE 1000 END)
+                  CASE WHEN k.rule IN {in_list(MATCHED_RULES)} THEN {config.probabilistic_priority} ELSE 1000 END)
   END AS priority
 FROM keyed AS k
 JOIN {TYPES} AS tl ON tl.id_type = k.left_type AND tl.links

@@ -12,6 +12,9 @@ that share no identifier to `match_candidates`:
 * ≥ `review_threshold` → `pending`, for an operator (`review_queue`,
   `decide_match`); decisions (`accepted` / `rejected`) survive every re-run.
 
+The same stage then links marketplace buyer ids to members by masked phone, surname
+and city (`jingzhun.identity.marketplace`), into the same table and review queue.
+
 Thresholds live in `definitions/identity.yaml` (whose other keys, such as the junk
 blocklist, the matcher honours too)::
 
@@ -31,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlglot import exp
 
@@ -38,6 +42,13 @@ from jingzhun.core.errors import ConfigError
 from jingzhun.core.workspace import Workspace
 from jingzhun.engine import Engine, parse_sql
 from jingzhun.identity.config import CONFIG_FILE, load_identity_config
+from jingzhun.identity.marketplace import (
+    BUYER_COLUMNS,
+    BUYER_FIELDS,
+    BUYERS,
+    MarketplaceResult,
+    link_marketplace_buyers,
+)
 from jingzhun.identity.matching_backends import open_splink_run
 from jingzhun.identity.matching_model import (
     COMPARISONS,
@@ -80,6 +91,7 @@ class MatchingResult:
     model_version: str | None = None
     auto_merged: int = 0
     pending: int = 0
+    marketplace: MarketplaceResult | None = None  # the buyer-to-member links of the same stage
 
 
 def load_matching_settings(workspace: Workspace) -> MatchingSettings:
@@ -109,6 +121,16 @@ def _settings_error(error: dict[str, Any], path: Path) -> ConfigError:
 
 
 def match_records(workspace: Workspace, engine: Engine, progress: Progress | None = None) -> MatchingResult:
+    """Match members with Splink, then marketplace buyers with members (both write
+    `match_candidates`); `auto_merged` and `pending` count the members' pairs.
+    """
+    members = _match_members(workspace, engine, progress)
+    market = link_marketplace_buyers(workspace, engine, RECORDS, progress)
+    return MatchingResult({**members.tables, **market.tables}, members.notes + market.notes,
+                          members.model_version, members.auto_merged, members.pending, market)
+
+
+def _match_members(workspace: Workspace, engine: Engine, progress: Progress | None = None) -> MatchingResult:
     """Train the matcher on the CRM members and rewrite the undecided match candidates.
 
     Args:
@@ -138,7 +160,7 @@ def match_records(workspace: Workspace, engine: Engine, progress: Progress | Non
         rows = write_candidates(engine, splink_run.scored_table(scored), settings, version)
     finally:
         splink_run.close()
-    counts = _status_counts(rows)
+    counts = _status_counts(rows.filter(pc.starts_with(rows["candidate_id"], "mc-")))
     record_model_run(engine, model, version, members, counts)
     notes = [("note.matching_done", {**counts, "members": members, "model_version": version,
                                      "seconds": round(time.perf_counter() - started, 2)})]
@@ -146,8 +168,9 @@ def match_records(workspace: Workspace, engine: Engine, progress: Progress | Non
                           counts.get("auto_merged", 0), counts.get("pending", 0))
 
 
-# Keep operators' decisions; replace the machine's. A pair that shares a phone or an
-# e-mail is the deterministic graph's to link, so it is never a candidate.
+# Keep operators' decisions and other matchers' rows (marketplace: mk-); replace this
+# matcher's (mc-). A pair that shares a phone or an e-mail is the deterministic graph's
+# to link, so it is never a candidate.
 CANDIDATES_SQL = """
 WITH fresh AS (
   SELECT LEAST(member_id_l, member_id_r) AS left_value,
@@ -156,7 +179,8 @@ WITH fresh AS (
   FROM {scored}
   WHERE NOT COALESCE(phone_l = phone_r, FALSE) AND NOT COALESCE(email_l = email_r, FALSE)
 ),
-kept AS (SELECT * FROM match_candidates WHERE status IN ('accepted', 'rejected'))
+kept AS (SELECT * FROM match_candidates
+         WHERE status IN ('accepted', 'rejected') OR candidate_id NOT LIKE 'mc-%')
 SELECT candidate_id, left_type, left_value, right_type, right_value, match_probability,
   match_weight, status, evidence, model_version, created_at, reviewed_by, reviewed_at
 FROM kept
@@ -188,13 +212,15 @@ def write_candidates(engine: Engine, scored: str, settings: MatchingSettings, ve
     return rows
 
 
-REVIEW_FIELDS = ("name", "birthday", "gender", "province", "city", "phone")
+REVIEW_FIELDS = BUYER_FIELDS  # name, birthday, gender, province, city, phone
+# A marketplace buyer's side (left) is its receiver: 王**, the masked phone, the city.
 REVIEW_SQL = """
 SELECT c.candidate_id, c.match_probability, c.match_weight, c.left_type, c.left_value,
   c.right_type, c.right_value, c.evidence, c.model_version, c.created_at, {sides}
 FROM match_candidates AS c
 LEFT JOIN {records} AS l ON c.left_type = :id_type AND l.member_id = c.left_value
 LEFT JOIN {records} AS r ON c.right_type = :id_type AND r.member_id = c.right_value
+LEFT JOIN {buyers} AS b ON b.buyer_type = c.left_type AND b.buyer_id = c.left_value
 WHERE c.status = 'pending'
 ORDER BY c.match_probability DESC, c.candidate_id
 """
@@ -204,8 +230,10 @@ def review_queue(engine: Engine) -> pa.Table:
     """Pending candidates, most probable first, with both members' compared fields
     side by side (`l_name`, `r_name`, …) so a reviewer can judge at a glance."""
     engine.create_table(RECORDS, RECORD_COLUMNS)  # empty until the first run
-    sides = ", ".join(f"{a}.{name} AS {a}_{name}" for a in ("l", "r") for name in REVIEW_FIELDS)
-    sql = REVIEW_SQL.format(sides=sides, records=RECORDS)
+    engine.create_table(BUYERS, BUYER_COLUMNS)
+    sides = ", ".join([f"COALESCE(l.{name}, b.{name}) AS l_{name}" for name in REVIEW_FIELDS]
+                      + [f"r.{name} AS r_{name}" for name in REVIEW_FIELDS])
+    sql = REVIEW_SQL.format(sides=sides, records=RECORDS, buyers=BUYERS)
     return engine.query(_bind(sql, id_type=ID_TYPE))
 
 

@@ -94,6 +94,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "identifier values refused as evidence, with the reason", _creates(t.IDENTITY_JUNK)),
     Migration(9, "real time: identifiers bound as events arrive, live audience entries and exits",
               _creates(t.IDENTITY_LIVE_BINDINGS, t.SEGMENT_LIVE_MEMBERS)),
+    Migration(13, "the receiver's name on orders (marketplaces mask it: 王**), for linking buyers to members", (
+        AddColumn("orders", Column("receiver_name", "VARCHAR",
+                                   description="the receiver as the order names them; masked on marketplaces")),
+    )),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

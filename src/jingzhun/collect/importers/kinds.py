@@ -122,6 +122,7 @@ SELECT r.order_id, r._source_id AS source_id, 'online' AS channel, r.platform,
   CAST(t.discount AS DECIMAL(18, 2)) AS discount_amount,
   coalesce(r.total_amount, CAST(t.gross - t.discount AS DECIMAL(18, 2))) AS net_amount,
   r.coupon_code, r.shipping_province AS ship_province, r.shipping_city AS ship_city, r._imported_at AS imported_at,
+  NULLIF(TRIM(r.receiver_name), '') AS receiver_name,
   {_buyer_identifiers({"member_id": "r.member_id", "wechat_openid": "r.openid", "tmall_open_uid": "r.buyer_open_uid",
                        "jd_pin": "r.buyer_pin", "douyin_user_id": "r.douyin_user_id",
                        **_phones("r.receiver_phone", "r.receiver_phone_masked")})} AS customer_identifiers
