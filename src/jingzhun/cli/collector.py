@@ -36,6 +36,15 @@ COLLECTOR_MESSAGES: dict[str, dict[str, str]] = {
 }
 MESSAGES.update(COLLECTOR_MESSAGES)
 
+# What the loader runs after each batch it commits, in this order: each hook sees a batch
+# only after the ones before it have handled it (docs/collector.md, "After-load hooks").
+# Add a stage's real-time work here (triggered campaigns, live KPIs) as a module-level
+# function `hook(workspace, engine, events)` or its "module:function" name.
+AFTER_LOAD_HOOKS: tuple[str, ...] = (
+    "jingzhun.identity.realtime:attribute_new_events",    # new events → their known persons
+    "jingzhun.segments.realtime:update_live_audiences",   # → real-time audience entries and exits
+)
+
 source_app = typer.Typer(help="Collector sources and write keys. 数据源与写入密钥。", no_args_is_help=True)
 app.add_typer(source_app, name="source")
 
@@ -47,15 +56,20 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    realtime: Annotated[bool, typer.Option(
+        help="Attribute new events to persons and update real-time audiences as they load.")] = True,
+    after_load: Annotated[list[str] | None, typer.Option(
+        help="Another hook to run after each loaded batch, as module:function (repeatable).")] = None,
 ) -> None:
     """Run the Segment-compatible collector (one process owns the database). 启动采集服务。"""
     import uvicorn
 
     opened = open_workspace(workspace)
+    hooks = [*(AFTER_LOAD_HOOKS if realtime else ()), *(after_load or ())]
+    app = create_app(opened, engine_kind=engine, after_load=hooks)
     console.print(t("serve.listening", language_of(opened), host=host, port=port, path=opened.root))
     # One worker on purpose: DuckDB allows one writer process (see docs/collector.md).
-    uvicorn.run(create_app(opened, engine_kind=engine), host=host, port=port, log_level=log_level,
-                workers=1, timeout_graceful_shutdown=30)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, workers=1, timeout_graceful_shutdown=30)
 
 
 @source_app.command("add")

@@ -65,18 +65,19 @@ def blocklist_sql(config: IdentityConfig, registry: Registry, settings: Normaliz
             f"(VALUES {rows}) AS b(id_type, raw)) AS n WHERE plain IS NOT NULL")
 
 
-def declared_junk_sql(config: IdentityConfig, registry: Registry, settings: NormalizeSettings) -> str:
+def declared_junk_sql(config: IdentityConfig, registry: Registry, settings: NormalizeSettings,
+                      observations: str = OBSERVATIONS) -> str:
     """Placeholders, blocklisted values and pattern matches among the observations."""
     parts = [
-        f"SELECT id_type, id_value, 'blocklist' AS reason FROM {OBSERVATIONS} WHERE junk_token = 1",
-        f"SELECT o.id_type, o.id_value, 'blocklist' FROM {OBSERVATIONS} AS o "
+        f"SELECT id_type, id_value, 'blocklist' AS reason FROM {observations} WHERE junk_token = 1",
+        f"SELECT o.id_type, o.id_value, 'blocklist' FROM {observations} AS o "
         f"JOIN ({blocklist_sql(config, registry, settings)}) AS b ON b.id_type = o.id_type AND b.id_value = o.id_value",
     ]
     patterns = [(kind, pattern) for kind, items in sorted(config.blocklist.patterns.items()) for pattern in items]
     if patterns:
         tests = " OR ".join(f"(id_type = {lit(kind)} AND REGEXP_MATCHES(plain_value, {lit(pattern)}))"
                             for kind, pattern in patterns)
-        parts.append(f"SELECT id_type, id_value, 'pattern' FROM {OBSERVATIONS} WHERE {tests}")
+        parts.append(f"SELECT id_type, id_value, 'pattern' FROM {observations} WHERE {tests}")
     union = " UNION ".join(parts)
     return f"SELECT id_type, id_value, MIN(reason) AS reason FROM ({union}) AS j GROUP BY id_type, id_value"
 

@@ -90,8 +90,9 @@ def event_record_key_sql(plan: ObservationPlan, prefix: str = "") -> str:
     return f"MD5(TO_JSON([{parts}]))"
 
 
-def event_tuples_sql(plan: ObservationPlan) -> str:
-    """Distinct identity tuples of events, with first/last time and event count."""
+def event_tuples_sql(plan: ObservationPlan, events: str = "events") -> str:
+    """Distinct identity tuples of `events` (a table with the columns of `events`), with
+    first/last time and event count."""
     columns = event_tuple_columns(plan)
     inner = ", ".join(f"{expression} AS {alias}" for alias, expression in columns)
     names = ", ".join(alias for alias, _ in columns)
@@ -100,23 +101,23 @@ SELECT MD5(TO_JSON([{names}])) AS record_id, {names}, first_at, last_at, records
 FROM (
   SELECT {names}, MIN(timestamp) AS first_at, MAX(timestamp) AS last_at, COUNT(*) AS records,
     MIN(message_id) AS example_id
-  FROM (SELECT {inner}, timestamp, message_id FROM events) AS e
+  FROM (SELECT {inner}, timestamp, message_id FROM {events}) AS e
   GROUP BY {names}
 ) AS g
 """
 
 
-def _event_observations(plan: ObservationPlan) -> list[str]:
+def _event_observations(plan: ObservationPlan, tuples: str = EVENT_TUPLES) -> list[str]:
     user_type = _source_case("source_id", plan.source_user_types, plan.config.default_user_id_type)
     anon_type = _source_case("source_id", plan.source_anonymous_types, "anonymous_id")
     common = "'event' AS record_kind, record_id, example_id, first_at, last_at, records, source_id, rule"
     parts = [
-        f"SELECT {common}, {user_type} AS id_type, user_id AS raw_value FROM {EVENT_TUPLES} WHERE user_id IS NOT NULL",
-        f"SELECT {common}, {anon_type}, anonymous_id FROM {EVENT_TUPLES} WHERE anonymous_id IS NOT NULL",
-        f"SELECT {common}, 'device_id', device_id FROM {EVENT_TUPLES} WHERE device_id IS NOT NULL",
+        f"SELECT {common}, {user_type} AS id_type, user_id AS raw_value FROM {tuples} WHERE user_id IS NOT NULL",
+        f"SELECT {common}, {anon_type}, anonymous_id FROM {tuples} WHERE anonymous_id IS NOT NULL",
+        f"SELECT {common}, 'device_id', device_id FROM {tuples} WHERE device_id IS NOT NULL",
     ]
     parts += [
-        f"SELECT {common}, {lit(kind)}, {_trait_column(kind)} FROM {EVENT_TUPLES} "
+        f"SELECT {common}, {lit(kind)}, {_trait_column(kind)} FROM {tuples} "
         f"WHERE {_trait_column(kind)} IS NOT NULL"
         for kind in plan.trait_types
     ]
@@ -126,7 +127,7 @@ def _event_observations(plan: ObservationPlan) -> list[str]:
     parts.append(
         f"SELECT 'event', t.record_id, t.example_id, t.first_at, t.last_at, t.records, t.source_id, t.rule, "
         f"CASE WHEN u.user_id IS NOT NULL THEN {prev_user} ELSE {prev_anon} END, t.previous_id "
-        f"FROM {EVENT_TUPLES} AS t LEFT JOIN (SELECT DISTINCT user_id FROM {EVENT_TUPLES} "
+        f"FROM {tuples} AS t LEFT JOIN (SELECT DISTINCT user_id FROM {tuples} "
         f"WHERE user_id IS NOT NULL) AS u ON u.user_id = t.previous_id WHERE t.previous_id IS NOT NULL"
     )
     return parts
@@ -181,8 +182,15 @@ def raw_observations_sql(plan: ObservationPlan) -> str:
     return "\nUNION ALL\n".join(_event_observations(plan) + _record_observations(plan.registry))
 
 
-def observations_sql(plan: ObservationPlan) -> str:
-    """Normalized observations, one row per (record, identifier) (needs EVENT_TUPLES)."""
+def event_observations_sql(plan: ObservationPlan, tuples: str) -> str:
+    """Every (event tuple, id type, raw value) of the tuples in table `tuples` (made by
+    `event_tuples_sql`): the real-time path observes a batch of new events with it."""
+    return "\nUNION ALL\n".join(_event_observations(plan, tuples))
+
+
+def observations_sql(plan: ObservationPlan, raw: str | None = None) -> str:
+    """Normalized observations, one row per (record, identifier), of `raw` (by default
+    every collected record: `raw_observations_sql`, which needs EVENT_TUPLES)."""
     registry, settings = plan.registry, plan.settings
     kind = normalized_type_sql("id_type", "raw_value")
     plain = plain_value_sql("nt", "raw_value", registry, settings)
@@ -197,7 +205,7 @@ FROM (
   SELECT record_kind, record_id, example_id, nt, {plain} AS plain_value,
     CASE WHEN {junk_token_sql('raw_value', tokens)} THEN 1 ELSE 0 END AS junk_token,
     first_at, last_at, records, source_id, rule
-  FROM (SELECT *, {kind} AS nt FROM ({raw_observations_sql(plan)}) AS raw) AS typed
+  FROM (SELECT *, {kind} AS nt FROM ({raw or raw_observations_sql(plan)}) AS raw) AS typed
   WHERE nt IN {in_list(registry.names())}
 ) AS normalized
 WHERE plain_value IS NOT NULL

@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlglot import exp
 
 from jingzhun.core.errors import JingzhunError
@@ -65,6 +65,15 @@ class AudienceDefinition(BaseModel):
     name_en: str = Field(min_length=1)
     description: Text | None = None
     rule: Condition
+    realtime: bool = False  # membership updated as events arrive (segments/realtime.py)
+
+    @model_validator(mode="after")
+    def _realtime_rule(self) -> AudienceDefinition:
+        if self.realtime:  # imported here: the real-time module builds on this one
+            from jingzhun.segments.realtime import require_realtime_rule
+
+            require_realtime_rule(self.rule, "segment.rule")
+        return self
 
     def canonical_json(self) -> str:
         """The definition as stored in `segments`; any change makes a new version."""
@@ -85,6 +94,8 @@ def parse_audience(data: object, location: str | None = None) -> AudienceDefinit
         return AudienceDefinition.model_validate(data)
     except ValidationError as invalid:
         raise RuleError(problems_from(invalid, root="segment"), location) from None
+    except RuleError as refused:  # `realtime: true` on a rule that cannot be real-time
+        raise RuleError(refused.problems, location) from None
 
 
 def audience_folder(workspace: Workspace) -> Path:
@@ -254,6 +265,7 @@ class AudiencePreview:
     sql: str
     as_of: datetime
     seconds: float
+    live_members: int | None = None  # a real-time audience's members now (segment_live_members)
 
     @property
     def share(self) -> float:
@@ -277,8 +289,13 @@ def preview_audience(workspace: Workspace, engine: Engine, rule: object, as_of: 
                                     "pt.member_level")
                          .from_(members).join("person_traits AS pt", on="pt.person_id = m.person_id")
                          .order_by("pt.person_id").limit(int(sample))).to_pandas()
+    live = None
+    if isinstance(rule, AudienceDefinition) and rule.realtime:
+        from jingzhun.segments.realtime import live_member_counts  # builds on this module
+
+        live = live_member_counts(engine).get(rule.segment_id, 0)
     return AudiencePreview(int(counted.column("n")[0].as_py()), int(population.column("n")[0].as_py()),
-                           shown, engine.render(query), moment, time.perf_counter() - started)
+                           shown, engine.render(query), moment, time.perf_counter() - started, live)
 
 
 @dataclass(frozen=True)
@@ -598,8 +615,12 @@ def run_segments(workspace: Workspace, engine: Engine, progress: Progress | None
 
 
 def list_audiences(workspace: Workspace, engine: Engine) -> pd.DataFrame:
-    """Each audience: id, names, version, latest snapshot date and size."""
+    """Each audience: id, names, version, latest snapshot date and size, whether it is
+    real-time and, if so, its members now."""
+    from jingzhun.segments.realtime import live_member_counts  # builds on this module
+
     audiences = load_audiences(workspace, engine)
+    live = live_member_counts(engine)
     versions = stored_versions(engine)
     latest = engine.query(parse_sql(
         "SELECT segment_id, snapshot_date, COUNT(*) AS members FROM segment_members AS sm "
@@ -607,6 +628,8 @@ def list_audiences(workspace: Workspace, engine: Engine) -> pd.DataFrame:
         "GROUP BY segment_id, snapshot_date")).to_pandas().set_index("segment_id")
     rows = [{"segment_id": key, "name_zh": d.name_zh, "name_en": d.name_en,
              "version": versions.get(key, (0, ""))[0],
-             "snapshot_date": latest["snapshot_date"].get(key), "members": latest["members"].get(key)}
+             "snapshot_date": latest["snapshot_date"].get(key), "members": latest["members"].get(key),
+             "realtime": d.realtime, "live_members": live.get(key, 0) if d.realtime else None}
             for key, d in sorted(audiences.items())]
-    return pd.DataFrame(rows, columns=["segment_id", "name_zh", "name_en", "version", "snapshot_date", "members"])
+    return pd.DataFrame(rows, columns=["segment_id", "name_zh", "name_en", "version", "snapshot_date", "members",
+                                       "realtime", "live_members"])

@@ -7,15 +7,18 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 
-from jingzhun.collect.collector import add_source
+from jingzhun.collect.collector import add_source, create_app
 from jingzhun.core import Workspace
 from jingzhun.engine import open_engine
 from jingzhun.schema import migrate
@@ -70,6 +73,25 @@ class Server:
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
+
+
+@contextmanager
+def serving(workspace: Workspace, **options: object) -> Iterator[str]:
+    """The collector app (`create_app(workspace, **options)`) under uvicorn on 127.0.0.1, in a
+    thread of this process; leaving stops it gracefully (the loader drains the log)."""
+    app = create_app(workspace, load_interval=0.05, **options)  # type: ignore[arg-type]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the collector did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(120)
 
 
 @pytest.fixture

@@ -13,11 +13,12 @@ import binascii
 import gc
 import multiprocessing
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from multiprocessing.sharedctypes import Synchronized
+from pathlib import Path
 
 import orjson
 from fastapi import FastAPI, Request
@@ -25,6 +26,8 @@ from fastapi.responses import Response
 from starlette.datastructures import Headers
 
 from jingzhun.collect.collector.durable_log import DurableLog, GroupCommitter
+from jingzhun.collect.collector.hooks import STATE_FILE as HOOK_STATE
+from jingzhun.collect.collector.hooks import AfterLoad, hook_names
 from jingzhun.collect.collector.loader import run_loader_process
 from jingzhun.collect.collector.log_records import request_line
 from jingzhun.collect.collector.spec import (
@@ -56,6 +59,7 @@ class CollectorState:
     committer: GroupCommitter
     loaded: Synchronized
     loader: BaseProcess
+    after_load: Path | None = None  # the hooks' progress file, when there are hooks
 
 
 def write_key_of(authorization: str | None, body: object) -> str | None:
@@ -125,12 +129,17 @@ def log_line_of(kind: str, raw: bytes, headers: Headers, keys: dict[str, Source]
 
 
 def create_app(workspace: Workspace, *, engine_kind: str | None = None,
-               load_interval: float = 0.2, load_batch_bytes: int = LOAD_BATCH_BYTES) -> FastAPI:
+               load_interval: float = 0.2, load_batch_bytes: int = LOAD_BATCH_BYTES,
+               after_load: Sequence[str | AfterLoad] = ()) -> FastAPI:
     """The collector app for `workspace`; the engine opens on startup, closes on shutdown.
 
     The loader loads once `load_batch_bytes` of log are waiting, or a second after the
     first line arrived, whichever comes first (it polls every `load_interval` seconds).
+    After each batch it commits it calls the `after_load` hooks in order, each as
+    `hook(workspace, engine, events)`: module-level functions or their "module:function"
+    names (the loader is a spawned process); see collect/collector/hooks.py.
     """
+    hooks = hook_names(after_load)  # a hook that cannot be imported stops the server now
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -144,10 +153,11 @@ def create_app(workspace: Workspace, *, engine_kind: str | None = None,
         names = {source.source_id: source.name for source in keys.values()}
         loader = context.Process(target=run_loader_process, name="jingzhun-collector-loader",
                                  args=(str(workspace.root), engine_kind, names, stop_reader, loaded,
-                                       load_interval, load_batch_bytes))
+                                       load_interval, load_batch_bytes, hooks))
         loader.start()
         stop_reader.close()
-        app.state.collector = CollectorState(keys, durable_log, GroupCommitter(durable_log), loaded, loader)
+        app.state.collector = CollectorState(keys, durable_log, GroupCommitter(durable_log), loaded, loader,
+                                             workspace.log_dir / HOOK_STATE if hooks else None)
         _freeze_startup_objects()
         try:
             yield
@@ -188,11 +198,12 @@ def _prepare(workspace: Workspace, engine_kind: str | None) -> dict[str, Source]
 def _add_routes(app: FastAPI) -> None:
     @app.get("/health")
     async def health(request: Request) -> dict[str, object]:
-        """Liveness and the loader's backlog (unauthenticated)."""
+        """Liveness, the loader's backlog and the after-load hooks' progress (unauthenticated)."""
         state: CollectorState = request.app.state.collector
         pending = state.log.load_checkpoint() < state.log.durable
+        hooks = orjson.loads(state.after_load.read_bytes()) if state.after_load and state.after_load.exists() else {}
         return {"ok": True, "pending": pending, "loaded_events": state.loaded.value,
-                "loader_alive": state.loader.is_alive()}
+                "loader_alive": state.loader.is_alive(), "after_load": hooks}
 
     for kind in ENDPOINTS:
         _add_endpoint(app, kind)

@@ -155,17 +155,23 @@ class DurableLog:
 
     def save_checkpoint(self, position: Position) -> None:
         """Atomically record the loader's position, then drop fully loaded segments."""
-        path = self.directory / CHECKPOINT
-        temporary = path.with_suffix(".tmp")
-        with temporary.open("wb") as handle:
-            handle.write(orjson.dumps({"segment": position.segment, "offset": position.offset}))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-        _fsync_dir(self.directory)
+        write_durably(self.directory / CHECKPOINT,
+                      orjson.dumps({"segment": position.segment, "offset": position.offset}))
         for number in self.segment_numbers():
             if number < position.segment:
                 self.path(number).unlink(missing_ok=True)
+
+
+def write_durably(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` atomically and durably: write a temporary file, fsync,
+    rename over, fsync the folder (a crash leaves the old or the new file, never half)."""
+    temporary = path.with_suffix(".tmp")
+    with temporary.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    _fsync_dir(path.parent)
 
 
 def _cut_torn_tail(path: Path) -> None:

@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
@@ -30,6 +31,7 @@ import pyarrow.compute as pc
 from sqlglot import exp
 
 from jingzhun.collect.collector.durable_log import DurableLog, Position
+from jingzhun.collect.collector.hooks import STATE_FILE, HookRunner
 from jingzhun.collect.collector.log_records import Decoded, RecordDecoder
 from jingzhun.collect.collector.tracking_plan import PlanChecker
 from jingzhun.engine import Engine
@@ -93,8 +95,8 @@ class Loader:
 
     def __init__(self, engine: Engine, durable_log: DurableLog, plans: PlanChecker,
                  names: dict[str, str], *, max_bytes: int = 32 * 1024 * 1024,
-                 min_bytes: int = 0, max_wait: float = 1.0) -> None:
-        self.engine, self.log = engine, durable_log
+                 min_bytes: int = 0, max_wait: float = 1.0, hooks: HookRunner | None = None) -> None:
+        self.engine, self.log, self.hooks = engine, durable_log, hooks
         self.decoder = RecordDecoder(plans, names, threads=2)
         self.max_bytes, self.min_bytes, self.max_wait = max_bytes, min_bytes, max_wait
         self.position = durable_log.load_checkpoint()
@@ -108,17 +110,20 @@ class Loader:
             self._advance(end)
             return 0
         decoded = self.decoder.decode(chunk, start)
+        loaded_at = datetime.now(UTC)
         with self.engine.transaction():
             fresh = unique_new_events(self.engine, decoded.events)
+            fresh = fresh.append_column("loaded_at", pa.repeat(pa.scalar(loaded_at, _TS), fresh.num_rows))
             if fresh.num_rows:
-                loaded_at = pa.repeat(pa.scalar(datetime.now(UTC), _TS), fresh.num_rows)
-                self.engine.write_table(EVENTS, fresh.append_column("loaded_at", loaded_at))
+                self.engine.write_table(EVENTS, fresh)
             held = new_quarantine_rows(self.engine, decoded.quarantined) if decoded.quarantined else None
             if held is not None and held.num_rows:
                 self.engine.write_table(QUARANTINE, held)
         self._advance(end)
         self.loaded_events += fresh.num_rows
         _log_batch(decoded, fresh, end)
+        if self.hooks is not None and fresh.num_rows:
+            self.hooks.after_batch(loaded_at, fresh)  # after the commit and the checkpoint: never loses events
         return chunk.count(b"\n")
 
     def worth_loading(self, draining: bool) -> bool:
@@ -166,6 +171,13 @@ class Loader:
             stop.poll(1.0)
             return 0
 
+    def guarded(self, work: Callable[[], object]) -> None:
+        """Run `work`, logging a failure instead of stopping the loader."""
+        try:
+            work()
+        except Exception:
+            log.exception("collector loader: %s failed", getattr(work, "__qualname__", work))
+
 
 def _log_batch(decoded: Decoded, fresh: pa.Table, end: Position) -> None:
     log.debug("loaded %d of %d messages (%d quarantined, %d duplicates skipped) up to %s",
@@ -185,8 +197,12 @@ def _die_with_parent() -> None:
 
 
 def run_loader_process(root: str, engine_kind: str | None, names: dict[str, str], stop: Connection,
-                       loaded: Synchronized, interval: float, min_bytes: int) -> None:
-    """Entry point of the loader process: it, not the HTTP process, owns the engine."""
+                       loaded: Synchronized, interval: float, min_bytes: int,
+                       after_load: tuple[str, ...] = ()) -> None:
+    """Entry point of the loader process: it, not the HTTP process, owns the engine.
+
+    `after_load` names the hooks to run after each batch ("module:function", in order; see hooks.py).
+    """
     from jingzhun.collect.collector.tracking_plan import load_tracking_plans
     from jingzhun.core.workspace import open_workspace
     from jingzhun.engine import open_engine
@@ -198,5 +214,9 @@ def run_loader_process(root: str, engine_kind: str | None, names: dict[str, str]
     workspace = open_workspace(root)
     plans = PlanChecker(load_tracking_plans(workspace.definitions_dir))
     with open_engine(workspace, engine_kind) as engine:
-        loader = Loader(engine, DurableLog(workspace.log_dir, writer=False), plans, names, min_bytes=min_bytes)
+        hooks = HookRunner(workspace, engine, after_load, workspace.log_dir / STATE_FILE) if after_load else None
+        loader = Loader(engine, DurableLog(workspace.log_dir, writer=False), plans, names, min_bytes=min_bytes,
+                        hooks=hooks)
+        if hooks is not None:
+            loader.guarded(hooks.start)  # hand the hooks what they missed while the server was down
         loader.run(stop, interval, loaded)
