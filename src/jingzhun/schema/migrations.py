@@ -94,6 +94,18 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "identifier values refused as evidence, with the reason", _creates(t.IDENTITY_JUNK)),
     Migration(9, "real time: identifiers bound as events arrive, live audience entries and exits",
               _creates(t.IDENTITY_LIVE_BINDINGS, t.SEGMENT_LIVE_MEMBERS)),
+    Migration(12, "campaign runs, send locks, and the send state of deliveries", (
+        *_creates(t.CAMPAIGN_RUNS, t.SEND_LOCKS),
+        AddColumn("campaigns", Column("version", "INTEGER", description="definition version, from 1")),
+        AddColumn("campaigns", Column("purpose", "VARCHAR", description="marketing | transactional")),
+        AddColumn("campaigns", Column("updated_at", "TIMESTAMPTZ", description="last status change")),
+        AddColumn("deliveries", Column("run_id", "VARCHAR", description="the campaign run")),
+        AddColumn("deliveries", Column("purpose", "VARCHAR", description="marketing | transactional")),
+        AddColumn("deliveries", Column("reason", "VARCHAR", description="why suppressed, deferred or failed")),
+        AddColumn("deliveries", Column("attempts", "INTEGER", description="adapter calls so far")),
+        AddColumn("deliveries", Column("cost", "DECIMAL(18, 4)", description="price of the message")),
+        AddColumn("deliveries", Column("updated_at", "TIMESTAMPTZ", description="last status change")),
+    )),
     Migration(13, "the receiver's name on orders (marketplaces mask it: 王**), for linking buyers to members", (
         AddColumn("orders", Column("receiver_name", "VARCHAR",
                                    description="the receiver as the order names them; masked on marketplaces")),

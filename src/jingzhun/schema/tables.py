@@ -346,6 +346,17 @@ EXPERIMENTS = table(
     "experiment_id VARCHAR NOT NULL", "campaign_id VARCHAR", "person_id VARCHAR NOT NULL",
     "arm VARCHAR NOT NULL -- control | treatment | variant name", "assigned_at TIMESTAMPTZ",
 )
+CAMPAIGN_RUNS = table(
+    "campaign_runs", "Each run of a campaign (one per scheduled occurrence): when it was planned, how it ended.",
+    "campaign_id VARCHAR NOT NULL", "run_id VARCHAR NOT NULL -- once | the local date of a recurring occurrence",
+    "version INTEGER -- the campaign version the run used", "scheduled_for TIMESTAMPTZ",
+    "status VARCHAR NOT NULL -- planned | sending | done | paused", "planned_at TIMESTAMPTZ",
+    "finished_at TIMESTAMPTZ", "counts VARCHAR -- JSON: deliveries by status", "actor VARCHAR",
+)
+SEND_LOCKS = table(
+    "send_locks", "One row per lock; planning a send updates it first, so two plans never interleave.",
+    "lock_id VARCHAR NOT NULL", "counter BIGINT NOT NULL", "taken_at TIMESTAMPTZ", "holder VARCHAR",
+)
 
 # ---- consent and governance ----------------------------------------------------------
 

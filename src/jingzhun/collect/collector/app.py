@@ -38,6 +38,7 @@ from jingzhun.collect.collector.spec import (
     messages_of,
     parse_body,
 )
+from jingzhun.collect.collector.tracking import add_tracking_routes
 from jingzhun.collect.collector.tracking_plan import load_tracking_plans
 from jingzhun.collect.collector.write_keys import Source, hash_key, load_write_keys
 from jingzhun.core.workspace import Workspace
@@ -168,6 +169,7 @@ def create_app(workspace: Workspace, *, engine_kind: str | None = None,
 
     app = FastAPI(title="jingzhun collector", lifespan=lifespan)
     _add_routes(app)
+    add_tracking_routes(app, workspace)  # /t/c/{token} clicks and /t/o/{token}.gif opens
     return app
 
 

@@ -1,0 +1,205 @@
+"""Tracked links and open pixels: `/t/c/{token}` and `/t/o/{token}.gif` on the collector.
+
+A campaign rewrites each link of a message to `/t/c/{token}` and adds an open pixel
+`/t/o/{token}.gif` to e-mails. The token is the delivery's id (with its campaign and,
+for a link, the target URL) signed with the workspace's tracking secret, so the
+collector needs no database to trust it: it checks the signature, writes an
+`Link Clicked` or `Email Opened` event into the durable log like any Segment call (with
+`delivery_id` and `campaign_id` properties; the anonymousId is the delivery id, the only
+identity a click carries), and redirects to the target or returns a 1×1 GIF. The loader
+then moves the event into `events`, and activation's after-load hook records it in
+`message_events`.
+
+Activation imports the signing half from here (a stage may import the stages to its
+left); the collector never imports activation.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import secrets
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+
+from jingzhun.collect.collector.log_records import request_line
+from jingzhun.core.workspace import Workspace
+
+SECRET_FILE = ".jingzhun/tracking_secret"
+TRACKING_SOURCE_ID = "jingzhun-tracking"
+LINK_CLICKED = "Link Clicked"
+EMAIL_OPENED = "Email Opened"
+# The smallest transparent GIF (43 bytes).
+PIXEL = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c000000000100010000020144003b")
+_NO_CACHE = {"Cache-Control": "no-store, max-age=0", "Pragma": "no-cache"}
+
+
+def tracking_secret(workspace: Workspace) -> bytes:
+    """The workspace's signing secret for tracking tokens, created on first use.
+
+    Both the campaign process (signing) and the collector (checking) may be first: the
+    file is created exclusively, so two racing creators end with one secret.
+    """
+    path = workspace.resolve(SECRET_FILE)
+    if path.is_file():
+        return path.read_bytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _wait_for(path)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(secrets.token_bytes(32))
+        handle.flush()
+        os.fsync(handle.fileno())
+    return path.read_bytes()
+
+
+def _wait_for(path: Path) -> bytes:
+    for _ in range(100):  # the other creator writes 32 bytes right after creating the file
+        data = path.read_bytes()
+        if len(data) == 32:
+            return data
+        time.sleep(0.01)
+    return path.read_bytes()
+
+
+TAG_BYTES = 12  # a 96-bit HMAC tag: forging one takes ~2**95 online guesses
+_CLICK, _OPEN = b"c", b"o"
+_SCHEMES = ("https://", "http://")
+
+
+def _field(text: str) -> bytes:
+    raw = text.encode("utf-8")
+    if len(raw) > 255:
+        raise ValueError("a token field is over 255 bytes")
+    return bytes([len(raw)]) + raw
+
+
+def _delivery_bytes(delivery_id: str) -> bytes:
+    """A 32-hex delivery id (an MD5) as its 16 bytes; anything else as text."""
+    if len(delivery_id) == 32:
+        try:
+            return b"\x00" + bytes.fromhex(delivery_id)
+        except ValueError:
+            pass
+    return b"\x01" + _field(delivery_id)
+
+
+def _tag(secret: bytes, payload: bytes) -> bytes:
+    return hmac.new(secret, payload, hashlib.sha256).digest()[:TAG_BYTES]
+
+
+def sign_token(secret: bytes, delivery_id: str, campaign_id: str, url: str | None = None) -> str:
+    """A short URL-safe token: the delivery (and link target) with an HMAC-SHA256 tag.
+
+    Links go into SMS where every character counts, so the token is packed bytes rather
+    than JSON: the delivery id as 16 bytes, the campaign, the target without its scheme.
+
+    Example:
+        >>> token = sign_token(b"k" * 32, "0" * 32, "spring", "https://shop.example/p/1")
+        >>> read_token(b"k" * 32, token)["u"], len(token)
+        ('https://shop.example/p/1', 72)
+    """
+    payload = (_CLICK if url is not None else _OPEN) + _delivery_bytes(delivery_id) + _field(campaign_id)
+    if url is not None:
+        if not safe_target(url):
+            raise ValueError(f"only http(s) links are tracked, not {url[:40]!r}")
+        scheme = next(i for i, prefix in enumerate(_SCHEMES) if url.lower().startswith(prefix))
+        payload += bytes([scheme]) + url[len(_SCHEMES[scheme]):].encode("utf-8")
+    return base64.urlsafe_b64encode(payload + _tag(secret, payload)).rstrip(b"=").decode("ascii")
+
+
+def read_token(secret: bytes, token: str) -> dict[str, str] | None:
+    """The token's fields (`d` delivery id, `c` campaign, `u` target for a link), or None if
+    it was not signed with `secret` or is malformed."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (ValueError, binascii.Error):
+        return None
+    payload, tag = raw[:-TAG_BYTES], raw[-TAG_BYTES:]
+    if len(raw) <= TAG_BYTES + 2 or not hmac.compare_digest(tag, _tag(secret, payload)):
+        return None
+    try:
+        return _unpack(payload)
+    except (IndexError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _unpack(payload: bytes) -> dict[str, str] | None:
+    kind, at = payload[:1], 1
+    if payload[at] == 0:
+        delivery, at = payload[at + 1:at + 17].hex(), at + 17
+    else:
+        size = payload[at + 1]
+        delivery, at = payload[at + 2:at + 2 + size].decode("utf-8"), at + 2 + size
+    size = payload[at]
+    fields = {"d": delivery, "c": payload[at + 1:at + 1 + size].decode("utf-8")}
+    at += 1 + size
+    if kind == _CLICK:
+        fields["u"] = _SCHEMES[payload[at]] + payload[at + 1:].decode("utf-8")
+    elif kind != _OPEN or at != len(payload):
+        return None
+    return fields
+
+
+def safe_target(url: object) -> bool:
+    """Only http(s) targets: a signed `javascript:` URL is still a script."""
+    return isinstance(url, str) and url.lower().startswith(("http://", "https://"))
+
+
+def tracking_message(event: str, payload: dict[str, str], request: Request) -> dict[str, Any]:
+    """The Segment track message for a click or an open."""
+    properties = {"delivery_id": payload["d"], "campaign_id": payload.get("c")}
+    if "u" in payload:
+        properties["url"] = payload["u"]
+    context = {"userAgent": request.headers.get("user-agent"),
+               "ip": request.client.host if request.client else None,
+               "library": {"name": "jingzhun-tracking", "version": "1"}}
+    return {"type": "track", "event": event, "anonymousId": payload["d"], "messageId": str(uuid.uuid4()),
+            "timestamp": datetime.now(UTC).isoformat(), "properties": properties,
+            "context": {key: value for key, value in context.items() if value is not None}}
+
+
+async def log_tracking_event(request: Request, message: dict[str, Any]) -> None:
+    """Append the event to the durable log (acknowledged once fsync'd, like any call)."""
+    body = orjson.dumps({"batch": [message], "sentAt": None})
+    line = request_line(time.time_ns() // 1000, TRACKING_SOURCE_ID, "server", "track", body)
+    await request.app.state.collector.committer.append(line)
+
+
+def add_tracking_routes(app: FastAPI, workspace: Workspace) -> None:
+    """Register the click and open routes; the secret is read once, at the first request."""
+    keys: dict[str, bytes] = {}
+
+    def secret() -> bytes:
+        if "secret" not in keys:
+            keys["secret"] = tracking_secret(workspace)
+        return keys["secret"]
+
+    @app.get("/t/c/{token}", name="tracked_click", include_in_schema=False)
+    async def click(token: str, request: Request) -> Response:
+        """A tracked link: log `Link Clicked`, then redirect to the link's target."""
+        payload = read_token(secret(), token)
+        if payload is None or "u" not in payload:
+            return Response("unknown link / 链接无效", status_code=404, media_type="text/plain; charset=utf-8")
+        await log_tracking_event(request, tracking_message(LINK_CLICKED, payload, request))
+        return RedirectResponse(payload["u"], status_code=302, headers=_NO_CACHE)
+
+    @app.get("/t/o/{token}.gif", name="tracked_open", include_in_schema=False)
+    async def open_pixel(token: str, request: Request) -> Response:
+        """An open pixel: log `Email Opened`, return a transparent 1×1 GIF (even for a bad token)."""
+        payload = read_token(secret(), token)
+        if payload is not None:
+            await log_tracking_event(request, tracking_message(EMAIL_OPENED, payload, request))
+        return Response(PIXEL, media_type="image/gif", headers=_NO_CACHE)
