@@ -24,6 +24,7 @@ from jingzhun.cli.common import (
 )
 from jingzhun.cli.reports import instant
 from jingzhun.core import open_workspace, t
+from jingzhun.core.i18n import MESSAGES
 from jingzhun.engine import open_engine
 from jingzhun.segments.audiences import (
     AudienceError,
@@ -41,6 +42,11 @@ from jingzhun.segments.audiences import (
 from jingzhun.segments.clustering import cluster_audience
 from jingzhun.segments.insight import feature_insight
 from jingzhun.segments.lookalike import find_lookalikes
+from jingzhun.segments.realtime import live_changes, live_members
+
+MESSAGES.update({
+    "segment.live_now": {"zh": "实时成员（随事件更新）：{size:,} 人", "en": "Live members (updated as events arrive): {size:,}"},
+})
 
 segment_app = typer.Typer(help="Audiences: create, preview, snapshot, export, compare, expand. 人群。",
                           no_args_is_help=True)
@@ -132,8 +138,31 @@ def segment_preview(
         preview = preview_audience(opened, storage, data, sample=sample)
     console.print(t("segment.preview", language, size=preview.size, population=preview.population,
                     share=preview.share * 100, seconds=preview.seconds))
+    if preview.live_members is not None:
+        console.print(t("segment.live_now", language, size=preview.live_members))
     _frame(preview.sample, "table", language)
     _sql(preview.sql, show_sql)
+
+
+@segment_app.command("live")
+def segment_live(
+    segment_id: str,
+    workspace: WorkspaceOption = None,
+    engine: EngineOption = None,
+    history: Annotated[bool, typer.Option("--history", help="Every entry and exit instead of who is in now.")] = False,
+    output: Format = "table",
+    show_sql: ShowSql = False,
+) -> None:
+    """A real-time audience's members now (or its entries and exits). 实时人群成员。"""
+    opened = open_workspace(workspace)
+    language = language_of(opened)
+    with open_engine(opened, engine, read_only=True) as storage:
+        found = live_changes(storage, segment_id) if history else live_members(storage, segment_id)
+    frame = found.changes if history else found.members
+    if not history:
+        console.print(t("segment.live_now", language, size=len(frame)))
+    _frame(frame, output, language, 100)
+    _sql(found.sql, show_sql)
 
 
 @segment_app.command("snapshot")
