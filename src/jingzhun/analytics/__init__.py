@@ -13,8 +13,28 @@ from jingzhun.analytics.cube import CubeQuery, build_cube_sql, pivot_frame, run_
 from jingzhun.analytics.measures import DIMENSIONS, MEASURES, allowed_dimensions
 from jingzhun.analytics.result import Analysis, AnalyticsError, Chart
 from jingzhun.analytics.root_cause import Thresholds, find_root_cause
+from jingzhun.analytics.basket import (
+    BasketSpec,
+    association_rules,
+    bundle_suggestions,
+    cross_sell,
+    livestream_lineup,
+    rules_sql,
+)
+from jingzhun.analytics.fans import Audience, compare_audiences, fans_vs_buyers
+from jingzhun.analytics.source_ranking import rank_sources
+from jingzhun.analytics.source_value import (
+    PartnerData,
+    load_partner_file,
+    partner_freshness,
+    partner_overlap,
+    partner_tag_lift,
+)
 
 __all__ = ["Analysis", "AnalyticsError", "Chart"]
 __all__ += ["DIMENSIONS", "HOLIDAYS", "MEASURES", "CubeQuery", "Period", "Thresholds", "allowed_dimensions",
             "build_cube_sql", "compare_periods", "compare_to", "compare_with_benchmark", "find_root_cause",
             "holiday_period", "parse_period", "pivot_frame", "run_cube"]
+__all__ += ["Audience", "BasketSpec", "PartnerData", "association_rules", "bundle_suggestions", "compare_audiences",
+            "cross_sell", "fans_vs_buyers", "livestream_lineup", "load_partner_file", "partner_freshness",
+            "partner_overlap", "partner_tag_lift", "rank_sources", "rules_sql"]

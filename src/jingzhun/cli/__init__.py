@@ -9,6 +9,7 @@ commands on the shared `app` when imported.
 from __future__ import annotations
 
 from jingzhun.cli import (
+    analytics_basket,  # noqa: F401  (registers report rules|cross-sell|lineup|bundles|fans-vs-buyers|compare-audiences|source-value)
     analytics_cube,  # noqa: F401  (registers report cube|compare|root-cause)
     collector,  # noqa: F401
     demo_load,  # noqa: F401  (registers demo load)

@@ -1,0 +1,594 @@
+"""Related products: association rules computed by the engine, and what to do with them.
+
+A basket is one order: the lines of an online order, or the lines of one store receipt
+(小票号 — the POS importer stores each receipt as an order, so both kinds arrive as
+`order_items` grouped by `order_id`). Cancelled orders are left out; an item is a product,
+a subcategory or a category, counted once per basket.
+
+The rules are found the Apriori way, all in SQL, so the same query runs on DuckDB and on
+Spark over any number of orders:
+
+    items  ──support ≥ s──►  frequent items  ──self-join within a basket──►  pairs
+    pairs ≥ s  ──pairs sharing their first item, whose other two also pair──►  candidate triples
+    candidates counted in the baskets ≥ s  ──►  every rule A → C of each frequent itemset
+
+Only frequent items enter the pair join, and only triples whose three pairs are frequent
+are counted (an itemset can be no more frequent than any of its parts), which is what
+keeps the self-joins small. For every rule the query returns, with N baskets:
+
+    support     = baskets(A ∪ C) / N                confidence = baskets(A ∪ C) / baskets(A)
+    lift        = confidence / support(C)           leverage   = support − support(A)·support(C)
+    conviction  = (1 − support(C)) / (1 − confidence)   (NULL = infinite, when confidence is 1)
+
+the definitions of mlxtend's `association_rules`, which the tests check value for value.
+On top of the rules: cross-sell lists per product, a livestream line-up that puts traffic
+drivers before their add-ons, and bundle / coupon-pair suggestions with attach rates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sqlglot import exp
+
+from jingzhun.analytics.result import Analysis, AnalyticsError, Chart
+from jingzhun.engine import Engine, parse_sql
+from jingzhun.profiles.rules_compiler import literal
+
+LEVELS = ("product", "subcategory", "category")
+# Default minimum support per level: a product is in far fewer baskets than its category.
+DEFAULT_MIN_SUPPORT = {"product": 0.001, "subcategory": 0.005, "category": 0.01}
+SEPARATOR = " + "  # joins the items of a two-item antecedent or consequent
+
+_ITEM = {
+    "product": "COALESCE(oi.product_id, pb.product_id, ps.product_id)",
+    "subcategory": "p.subcategory",
+    "category": "p.category",
+}
+_LEVEL_ZH = {"product": "商品", "subcategory": "子品类", "category": "品类"}
+
+# Lines of kept orders, each with its product found by product_id, else barcode (POS), else sku.
+ORDER_LINES_SQL = """SELECT oi.order_id AS basket_id, {item} AS item, CAST(oi.unit_price AS DOUBLE) AS unit_price
+FROM order_items AS oi
+JOIN orders AS o ON o.order_id = oi.order_id
+LEFT JOIN (SELECT barcode, MIN(product_id) AS product_id FROM products
+           WHERE barcode IS NOT NULL GROUP BY barcode) AS pb ON pb.barcode = oi.barcode
+LEFT JOIN (SELECT sku, MIN(product_id) AS product_id FROM products
+           WHERE sku IS NOT NULL GROUP BY sku) AS ps ON ps.sku = oi.sku
+LEFT JOIN (SELECT product_id, MIN(subcategory) AS subcategory, MIN(category) AS category
+           FROM products GROUP BY product_id) AS p
+  ON p.product_id = COALESCE(oi.product_id, pb.product_id, ps.product_id)
+WHERE COALESCE(o.status, '') <> 'cancelled' AND oi.quantity > 0{period}"""
+
+# `basket_items` (basket_id, item), one row per basket and item; baskets per item.
+BASKET_CTES = """basket_items AS (SELECT DISTINCT basket_id, item FROM ({baskets}) AS b WHERE item IS NOT NULL),
+basket_count AS (SELECT CAST(COUNT(DISTINCT basket_id) AS DOUBLE) AS baskets FROM basket_items),
+item_counts AS (SELECT item, COUNT(*) AS baskets FROM basket_items GROUP BY item)"""
+
+# The Apriori passes: frequent items, then pairs of them.
+FREQUENT_CTES = BASKET_CTES + """,
+frequent_items AS (SELECT i.item, i.baskets FROM item_counts AS i CROSS JOIN basket_count AS n
+  WHERE CAST(i.baskets AS DOUBLE) / n.baskets >= :min_support),
+frequent_lines AS (SELECT b.basket_id, b.item FROM basket_items AS b JOIN frequent_items AS f ON f.item = b.item),
+pair_counts AS (SELECT a.item AS item_1, b.item AS item_2, COUNT(*) AS baskets
+  FROM frequent_lines AS a JOIN frequent_lines AS b ON b.basket_id = a.basket_id AND a.item < b.item
+  GROUP BY a.item, b.item),
+frequent_pairs AS (SELECT p.item_1, p.item_2, p.baskets FROM pair_counts AS p CROSS JOIN basket_count AS n
+  WHERE CAST(p.baskets AS DOUBLE) / n.baskets >= :min_support)"""
+
+TRIPLE_CTES = """triple_candidates AS (SELECT p.item_1, p.item_2, q.item_2 AS item_3
+  FROM frequent_pairs AS p
+  JOIN frequent_pairs AS q ON q.item_1 = p.item_1 AND q.item_2 > p.item_2
+  JOIN frequent_pairs AS r ON r.item_1 = p.item_2 AND r.item_2 = q.item_2),
+triple_counts AS (SELECT c.item_1, c.item_2, c.item_3, COUNT(*) AS baskets
+  FROM frequent_lines AS a
+  JOIN frequent_lines AS b ON b.basket_id = a.basket_id AND b.item > a.item
+  JOIN frequent_lines AS x ON x.basket_id = a.basket_id AND x.item > b.item
+  JOIN triple_candidates AS c ON c.item_1 = a.item AND c.item_2 = b.item AND c.item_3 = x.item
+  GROUP BY c.item_1, c.item_2, c.item_3),
+frequent_triples AS (SELECT t.item_1, t.item_2, t.item_3, t.baskets FROM triple_counts AS t
+  CROSS JOIN basket_count AS n WHERE CAST(t.baskets AS DOUBLE) / n.baskets >= :min_support)"""
+
+METRICS = """CAST(r.together AS DOUBLE) / n.baskets AS support,
+  CAST(r.antecedent_baskets AS DOUBLE) / n.baskets AS antecedent_support,
+  CAST(r.consequent_baskets AS DOUBLE) / n.baskets AS consequent_support,
+  CAST(r.together AS DOUBLE) / r.antecedent_baskets AS confidence,
+  CAST(r.together AS DOUBLE) * n.baskets / (CAST(r.antecedent_baskets AS DOUBLE) * r.consequent_baskets) AS lift,
+  CAST(r.together AS DOUBLE) / n.baskets
+    - CAST(r.antecedent_baskets AS DOUBLE) * r.consequent_baskets / (n.baskets * n.baskets) AS leverage,
+  CASE WHEN r.together < r.antecedent_baskets
+    THEN (1 - CAST(r.consequent_baskets AS DOUBLE) / n.baskets)
+         / (1 - CAST(r.together AS DOUBLE) / r.antecedent_baskets) END AS conviction"""
+
+RULE_COLUMNS = ["rule", "antecedent", "consequent", "antecedent_name", "consequent_name", "antecedent_items",
+                "consequent_items", "baskets", "antecedent_baskets", "consequent_baskets", "support",
+                "antecedent_support", "consequent_support", "confidence", "lift", "leverage", "conviction"]
+
+
+@dataclass(frozen=True)
+class BasketSpec:
+    """Which baskets and items the rules are mined from, and how frequent an itemset must be.
+
+    `baskets` overrides the orders: a query (or table name) returning basket_id, item —
+    e.g. livestream sessions and the products clicked in them.
+    """
+
+    level: str = "subcategory"
+    min_support: float | None = None  # None: DEFAULT_MIN_SUPPORT of the level
+    max_size: int = 3
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    baskets: str | exp.Expression | None = None
+
+    @property
+    def support(self) -> float:
+        return self.min_support if self.min_support is not None else DEFAULT_MIN_SUPPORT[self.level]
+
+
+def _check(spec: BasketSpec) -> None:
+    if spec.level not in LEVELS:
+        raise AnalyticsError(f"unknown item level {spec.level!r}.", field="level", fix=f"use one of {', '.join(LEVELS)}",
+                             message_zh=f"未知的商品层级 {spec.level!r}。", fix_zh=f"可选：{'、'.join(LEVELS)}")
+    if not 0 < spec.support <= 1:
+        raise AnalyticsError(f"min_support must be in (0, 1], got {spec.support}.", field="min_support",
+                             fix="e.g. min_support=0.005 (items in at least 0.5% of baskets)",
+                             message_zh=f"min_support 须在 (0, 1] 之间，当前为 {spec.support}。",
+                             fix_zh="例如 min_support=0.005（至少出现在 0.5% 的订单中）")
+    if spec.max_size not in (2, 3):
+        raise AnalyticsError(f"max_size must be 2 (pairs) or 3 (triples), got {spec.max_size}.", field="max_size",
+                             fix="use max_size=2 or 3", message_zh=f"max_size 须为 2（两件）或 3（三件），当前为 {spec.max_size}。",
+                             fix_zh="请用 max_size=2 或 3")
+
+
+def order_lines_sql(level: str = "subcategory", since: dt.datetime | None = None,
+                    until: dt.datetime | None = None) -> exp.Expression:
+    """SELECT basket_id, item, unit_price: the lines of each kept order (online order or
+    store receipt), with the item at `level`.
+
+    Example:
+        >>> "subcategory" in order_lines_sql("subcategory").sql(dialect="duckdb")
+        True
+    """
+    period = "".join(f"\n  AND o.placed_at {op} :{name}" for name, op, value in
+                     (("since", ">=", since), ("until", "<", until)) if value is not None)
+    query = parse_sql(ORDER_LINES_SQL.format(item=_ITEM[level], period=period))
+    bound = {name: literal(value) for name, value in (("since", since), ("until", until)) if value is not None}
+    return exp.replace_placeholders(query, **bound) if bound else query
+
+
+def _baskets_sql(spec: BasketSpec) -> str:
+    if spec.baskets is None:
+        chosen: exp.Expression = order_lines_sql(spec.level, spec.since, spec.until)
+    elif isinstance(spec.baskets, exp.Expression):
+        chosen = spec.baskets
+    elif " " not in spec.baskets.strip():  # a table name
+        chosen = exp.select("basket_id", "item").from_(exp.to_table(spec.baskets.strip()))
+    else:
+        chosen = parse_sql(spec.baskets)
+    return chosen.sql(dialect="duckdb")
+
+
+def _lookup(kind: str, indices: tuple[int, ...], alias: str) -> tuple[str, str]:
+    """(join, count column) for the baskets of the items at `indices` of itemset `t`."""
+    if len(indices) == 1:
+        return f"JOIN frequent_items AS {alias} ON {alias}.item = t.item_{indices[0]}", f"{alias}.baskets"
+    i, j = indices
+    return (f"JOIN frequent_pairs AS {alias} ON {alias}.item_1 = t.item_{i} AND {alias}.item_2 = t.item_{j}",
+            f"{alias}.baskets")
+
+
+def _side(indices: tuple[int, ...]) -> tuple[str, str]:
+    first = f"t.item_{indices[0]}"
+    second = f"t.item_{indices[1]}" if len(indices) > 1 else "CAST(NULL AS VARCHAR)"
+    return first, second
+
+
+def _rule_selects(max_size: int) -> list[str]:
+    """One SELECT per way of splitting a frequent pair or triple into antecedent → consequent."""
+    splits = [("frequent_pairs", (1,), (2,)), ("frequent_pairs", (2,), (1,))]
+    if max_size == 3:
+        for one in (1, 2, 3):
+            rest = tuple(i for i in (1, 2, 3) if i != one)
+            splits += [("frequent_triples", (one,), rest), ("frequent_triples", rest, (one,))]
+    selects = []
+    for table, antecedent, consequent in splits:
+        a_join, a_count = _lookup(table, antecedent, "a")
+        c_join, c_count = _lookup(table, consequent, "c")
+        (a1, a2), (c1, c2) = _side(antecedent), _side(consequent)
+        selects.append(f"SELECT {a1} AS antecedent_1, {a2} AS antecedent_2, {c1} AS consequent_1, "
+                       f"{c2} AS consequent_2, t.baskets AS together, {a_count} AS antecedent_baskets, "
+                       f"{c_count} AS consequent_baskets FROM {table} AS t {a_join} {c_join}")
+    return selects
+
+
+def _names_cte(spec: BasketSpec) -> str:
+    """Readable names of the items: product names at product level, else the item itself."""
+    if spec.level == "product" and spec.baskets is None:
+        return "item_names AS (SELECT product_id AS item, MIN(name) AS name FROM products GROUP BY product_id)"
+    return "item_names AS (SELECT item, item AS name FROM frequent_items)"
+
+
+def rules_sql(spec: BasketSpec, min_confidence: float = 0.0, min_lift: float = 0.0) -> exp.Expression:
+    """Every association rule of the frequent pairs and triples, with its metrics.
+
+    Example:
+        >>> sql = rules_sql(BasketSpec(level="category", min_support=0.01)).sql(dialect="duckdb")
+        >>> "frequent_triples" in sql and "conviction" in sql
+        True
+    """
+    _check(spec)
+    ctes = [FREQUENT_CTES.format(baskets=_baskets_sql(spec))]
+    if spec.max_size == 3:
+        ctes.append(TRIPLE_CTES)
+    ctes.append("rule_counts AS (\n" + "\nUNION ALL\n".join(_rule_selects(spec.max_size)) + ")")
+    ctes.append(_names_cte(spec))
+    joined = ",\n".join(ctes)
+    sql = f"""WITH {joined},
+scored AS (SELECT r.*, {METRICS} FROM rule_counts AS r CROSS JOIN basket_count AS n)
+SELECT CONCAT(CONCAT_WS('{SEPARATOR}', r.antecedent_1, r.antecedent_2), ' → ',
+    CONCAT_WS('{SEPARATOR}', r.consequent_1, r.consequent_2)) AS rule,
+  CONCAT_WS('{SEPARATOR}', r.antecedent_1, r.antecedent_2) AS antecedent,
+  CONCAT_WS('{SEPARATOR}', r.consequent_1, r.consequent_2) AS consequent,
+  CONCAT_WS('{SEPARATOR}', na1.name, na2.name) AS antecedent_name,
+  CONCAT_WS('{SEPARATOR}', nc1.name, nc2.name) AS consequent_name,
+  CASE WHEN r.antecedent_2 IS NULL THEN 1 ELSE 2 END AS antecedent_items,
+  CASE WHEN r.consequent_2 IS NULL THEN 1 ELSE 2 END AS consequent_items,
+  r.together AS baskets, r.antecedent_baskets, r.consequent_baskets, r.support, r.antecedent_support,
+  r.consequent_support, r.confidence, r.lift, r.leverage, r.conviction
+FROM scored AS r
+LEFT JOIN item_names AS na1 ON na1.item = r.antecedent_1
+LEFT JOIN item_names AS na2 ON na2.item = r.antecedent_2
+LEFT JOIN item_names AS nc1 ON nc1.item = r.consequent_1
+LEFT JOIN item_names AS nc2 ON nc2.item = r.consequent_2
+WHERE r.confidence >= :min_confidence AND r.lift >= :min_lift
+ORDER BY r.lift DESC, r.support DESC, antecedent, consequent"""
+    return exp.replace_placeholders(parse_sql(sql), min_support=exp.convert(float(spec.support)),
+                                    min_confidence=exp.convert(float(min_confidence)),
+                                    min_lift=exp.convert(float(min_lift)))
+
+
+def frequent_itemsets_sql(spec: BasketSpec) -> exp.Expression:
+    """Every frequent itemset (items joined by ' + ') with its baskets and support.
+
+    Example:
+        >>> "frequent_pairs" in frequent_itemsets_sql(BasketSpec()).sql(dialect="duckdb")
+        True
+    """
+    _check(spec)
+    ctes = [FREQUENT_CTES.format(baskets=_baskets_sql(spec))] + ([TRIPLE_CTES] if spec.max_size == 3 else [])
+    parts = ["SELECT item AS itemset, 1 AS items, baskets FROM frequent_items",
+             f"SELECT CONCAT_WS('{SEPARATOR}', item_1, item_2), 2, baskets FROM frequent_pairs"]
+    if spec.max_size == 3:
+        parts.append(f"SELECT CONCAT_WS('{SEPARATOR}', item_1, item_2, item_3), 3, baskets FROM frequent_triples")
+    joined = ",\n".join(ctes)
+    sql = (f"WITH {joined},\nitemsets AS ({' UNION ALL '.join(parts)})\n"
+           "SELECT s.itemset, s.items, s.baskets, CAST(s.baskets AS DOUBLE) / n.baskets AS support\n"
+           "FROM itemsets AS s CROSS JOIN basket_count AS n ORDER BY s.items, s.baskets DESC, s.itemset")
+    return exp.replace_placeholders(parse_sql(sql), min_support=exp.convert(float(spec.support)))
+
+
+def inline(query: exp.Expression, **parts: exp.Expression) -> exp.Expression:
+    """`query` with each table named like a keyword replaced by that query (keeping its alias)."""
+    for table in list(query.find_all(exp.Table)):
+        if table.name in parts:
+            table.replace(parts[table.name].copy().subquery(table.alias_or_name))
+    return query
+
+
+# ---- readings ------------------------------------------------------------------------------
+
+
+def _label(row: pd.Series, side: str) -> str:
+    name = row.get(f"{side}_name")
+    item = row[side]
+    return item if not isinstance(name, str) or name == item else f"{name}（{item}）"
+
+
+def _rule_reading(row: pd.Series) -> tuple[str, str]:
+    a, c = _label(row, "antecedent"), _label(row, "consequent")
+    zh = (f"买了「{a}」的订单中 {row['confidence']:.0%} 也买了「{c}」，是所有订单中该比例"
+          f"（{row['consequent_support']:.1%}）的 {row['lift']:.1f} 倍；共 {int(row['baskets'])} 单同时购买。")
+    en = (f"{row['confidence']:.0%} of baskets with “{a}” also hold “{c}”, {row['lift']:.1f}× its share of all "
+          f"baskets ({row['consequent_support']:.1%}); {int(row['baskets'])} baskets hold both.")
+    return zh, en
+
+
+def _frame(engine: Engine, query: exp.Expression) -> pd.DataFrame:
+    frame = engine.query(query).to_pandas()
+    if "conviction" in frame:  # NULL means infinite: confidence 1
+        frame["conviction"] = frame["conviction"].astype("float64").fillna(np.inf)
+    return frame
+
+
+def association_rules(engine: Engine, level: str = "subcategory", min_support: float | None = None,
+                      min_confidence: float = 0.0, min_lift: float = 0.0, max_size: int = 3,
+                      since: dt.datetime | None = None, until: dt.datetime | None = None,
+                      baskets: str | exp.Expression | None = None) -> Analysis:
+    """Association rules between items bought together, strongest lift first.
+
+    Args:
+        engine: the workspace's engine; the rules are one query it runs.
+        level: product, subcategory or category.
+        min_support: the share of baskets an itemset must be in (default per level).
+        min_confidence, min_lift: keep only rules at least this confident / lifted.
+        max_size: 2 for pairs only, 3 to add triples.
+        since, until: orders placed in [since, until).
+        baskets: another source of baskets: a query or table with basket_id, item.
+
+    Returns:
+        An `Analysis` named `rules`: one row per rule with support, confidence, lift,
+        leverage and conviction (infinite when the rule never fails).
+    """
+    spec = BasketSpec(level, min_support, max_size, since, until, baskets)
+    query = rules_sql(spec, min_confidence, min_lift)
+    frame = _frame(engine, query)
+    readings = [_rule_reading(row) for _, row in frame.head(3).iterrows()]
+    if frame.empty:
+        readings = [(f"没有达到最小支持度 {spec.support:.2%} 的{_LEVEL_ZH[level]}组合，请调低 min_support。",
+                     f"no {level} set reaches the minimum support {spec.support:.2%}; lower min_support.")]
+    return Analysis(name="rules", frame=frame[RULE_COLUMNS], sql={"rules": engine.render(query)},
+                    chart=Chart("bar", "rule", ("lift",), title_zh="关联规则提升度", title_en="Lift of association rules"),
+                    readings=readings, params=_params(spec, min_confidence=min_confidence, min_lift=min_lift))
+
+
+def _params(spec: BasketSpec, **extra: object) -> dict[str, object]:
+    return {"level": spec.level, "min_support": spec.support, "max_size": spec.max_size,
+            "since": spec.since, "until": spec.until, **extra}
+
+
+# ---- cross-sell ----------------------------------------------------------------------------
+
+
+def cross_sell_sql(spec: BasketSpec, item: str | None = None, top: int = 5, min_lift: float = 1.0) -> exp.Expression:
+    """The `top` items most often added to each item's baskets (one-item rules with lift >=
+    `min_lift`, by confidence), for every item or for `item` only."""
+    rules = rules_sql(BasketSpec(spec.level, spec.min_support, 2, spec.since, spec.until, spec.baskets),
+                      min_lift=min_lift)
+    ranked = parse_sql("""SELECT antecedent AS item, antecedent_name AS item_name, consequent AS suggestion,
+  consequent_name AS suggestion_name, confidence AS attach_rate, lift, baskets, antecedent_baskets,
+  ROW_NUMBER() OVER (PARTITION BY antecedent ORDER BY confidence DESC, lift DESC, consequent) AS rank
+FROM pair_rules""")
+    where = "r.rank <= :top" + (" AND r.item = :item" if item is not None else "")
+    query = parse_sql(f"SELECT r.* FROM ranked AS r WHERE {where} ORDER BY r.antecedent_baskets DESC, r.item, r.rank")
+    query = exp.replace_placeholders(query, top=exp.convert(int(top)), **({"item": exp.convert(item)} if item else {}))
+    return inline(query, ranked=inline(ranked, pair_rules=rules))
+
+
+def cross_sell(engine: Engine, item: str | None = None, level: str = "product", top: int = 5,
+               min_support: float | None = None, min_lift: float = 1.0, since: dt.datetime | None = None,
+               until: dt.datetime | None = None) -> Analysis:
+    """Cross-sell lists: for each item (or one), what its buyers most often add, with the
+    attach rate (confidence) and lift.
+
+    Returns:
+        An `Analysis` named `cross_sell`: item, suggestion, rank, attach_rate, lift, baskets.
+    """
+    spec = BasketSpec(level, min_support, 2, since, until)
+    _check(spec)
+    query = cross_sell_sql(spec, item, top, min_lift)
+    frame = engine.query(query).to_pandas().drop(columns=["antecedent_baskets"])
+    if item is not None and frame.empty:
+        raise AnalyticsError(
+            f"no cross-sell for {level} {item!r}: it is in too few baskets or nothing is bought with it "
+            f"more often than usual.", field="item", fix="check the id, lower min_support, or use a coarser level",
+            message_zh=f"{_LEVEL_ZH[level]} {item!r} 没有连带推荐：出现的订单太少，或没有高于平均的连带购买。",
+            fix_zh="检查编号、调低 min_support，或改用更粗的层级")
+    readings = [(f"「{_name(r, 'item')}」的买家最常加购「{_name(r, 'suggestion')}」（{r.attach_rate:.0%} 的订单，提升度 "
+                 f"{r.lift:.1f}）。", f"Buyers of “{_name(r, 'item')}” most often add “{_name(r, 'suggestion')}” "
+                 f"({r.attach_rate:.0%} of baskets, lift {r.lift:.1f}).")
+                for r in frame[frame["rank"] == 1].head(3).itertuples()]
+    return Analysis(name="cross_sell", frame=frame, sql={"cross_sell": engine.render(query)},
+                    chart=Chart("bar", "suggestion", ("attach_rate",), series="item", title_zh="连带购买率",
+                                title_en="Attach rate of cross-sell suggestions"),
+                    readings=readings, params=_params(spec, item=item, top=top, min_lift=min_lift))
+
+
+def _name(row: object, prefix: str) -> str:
+    name, item = getattr(row, f"{prefix}_name"), getattr(row, prefix)
+    return item if not isinstance(name, str) or name == item else name
+
+
+# ---- livestream line-up --------------------------------------------------------------------
+
+# Reach of each item: product views in the tracked channels (a visitor is a user id or,
+# before log-in, a cookie / device id), beside its baskets.
+TRAFFIC_SQL = """WITH {baskets_ctes},
+catalogue AS (SELECT product_id, MIN(subcategory) AS subcategory, MIN(category) AS category, MIN(name) AS name
+  FROM products GROUP BY product_id),
+views AS (SELECT {view_item} AS item, COUNT(*) AS views,
+    COUNT(DISTINCT COALESCE(e.user_id, e.anonymous_id)) AS viewers
+  FROM events AS e LEFT JOIN catalogue AS p ON p.product_id = e.properties->>'$.product_id'
+  WHERE e.event = 'Product Viewed'{period}
+  GROUP BY {view_item})
+SELECT COALESCE(c.item, v.item) AS item, {name} AS name, COALESCE(v.views, 0) AS views,
+  COALESCE(v.viewers, 0) AS viewers, COALESCE(c.baskets, 0) AS baskets,
+  CAST(COALESCE(c.baskets, 0) AS DOUBLE) / n.baskets AS support
+FROM item_counts AS c
+FULL OUTER JOIN views AS v ON v.item = c.item
+CROSS JOIN basket_count AS n
+LEFT JOIN catalogue AS pn ON pn.product_id = COALESCE(c.item, v.item)
+WHERE COALESCE(c.item, v.item) IS NOT NULL
+ORDER BY item"""
+
+_VIEW_ITEM = {"product": "e.properties->>'$.product_id'", "subcategory": "p.subcategory", "category": "p.category"}
+
+
+def item_traffic_sql(spec: BasketSpec) -> exp.Expression:
+    """Per item: product views, distinct viewers, baskets and support (share of baskets).
+
+    Example:
+        >>> "Product Viewed" in item_traffic_sql(BasketSpec(level="product")).sql(dialect="duckdb")
+        True
+    """
+    _check(spec)
+    period = "".join(f" AND e.timestamp {op} :{name}" for name, op, value in
+                     (("since", ">=", spec.since), ("until", "<", spec.until)) if value is not None)
+    name = "pn.name" if spec.level == "product" else "COALESCE(c.item, v.item)"
+    sql = TRAFFIC_SQL.format(baskets_ctes=BASKET_CTES.format(baskets=_baskets_sql(spec)),
+                             view_item=_VIEW_ITEM[spec.level], period=period, name=name)
+    bound = {key: literal(value) for key, value in (("since", spec.since), ("until", spec.until)) if value is not None}
+    return exp.replace_placeholders(parse_sql(sql), **bound) if bound else parse_sql(sql)
+
+
+@dataclass
+class _Slot:
+    item: str
+    role: str  # driver | add_on
+    after: str | None = None
+    confidence: float = float("nan")
+    lift: float = float("nan")
+
+
+def _order_lineup(traffic: pd.DataFrame, rules: pd.DataFrame, slots: int, max_add_ons: int) -> list[_Slot]:
+    """Greedy: the strongest remaining traffic driver, then its add-ons (the consequents of
+    its rules among the remaining items, most confident first), until the slots are full."""
+    score = (traffic["viewers"].rank(pct=True) + traffic["support"].rank(pct=True)) / 2
+    remaining = dict(zip(traffic["item"], score, strict=True))
+    order: list[_Slot] = []
+    while remaining and len(order) < slots:
+        driver = max(sorted(remaining), key=lambda item: remaining[item])  # ties: first by id
+        del remaining[driver]
+        order.append(_Slot(driver, "driver"))
+        followers = rules[(rules["antecedent"] == driver) & rules["consequent"].isin(remaining)]
+        for row in followers.sort_values(["confidence", "lift"], ascending=False).head(max_add_ons).itertuples():
+            if len(order) >= slots:
+                break
+            del remaining[row.consequent]
+            order.append(_Slot(row.consequent, "add_on", driver, row.confidence, row.lift))
+    return order
+
+
+def _slot_reading(slot: _Slot, row: pd.Series, names: dict[str, str]) -> tuple[str, str]:
+    if slot.role == "driver":
+        return (f"引流款：{int(row['viewers'])} 位访客浏览过，出现在 {row['support']:.1%} 的订单中",
+                f"traffic driver: {int(row['viewers'])} visitors viewed it; in {row['support']:.1%} of baskets")
+    driver = names.get(slot.after, slot.after)
+    return (f"连带款：紧跟「{driver}」，买它的订单中 {slot.confidence:.0%} 也买了本品（提升度 {slot.lift:.1f}）",
+            f"add-on right after “{driver}”: {slot.confidence:.0%} of its baskets also hold this (lift {slot.lift:.1f})")
+
+
+def livestream_lineup(engine: Engine, items: list[str] | None = None, level: str = "product", slots: int = 12,
+                      min_support: float | None = None, min_lift: float = 1.5, max_add_ons: int = 2,
+                      since: dt.datetime | None = None, until: dt.datetime | None = None) -> Analysis:
+    """A suggested order for a livestream's line-up: traffic drivers (most viewers, most
+    baskets) first, each followed by its add-ons (items its buyers add, lift >= `min_lift`).
+
+    Args:
+        items: the products (or subcategories, categories) to present; default: choose
+            `slots` of them from everything sold or viewed.
+        slots: how many items the stream presents.
+        max_add_ons: add-ons placed after each driver, at most.
+
+    Returns:
+        An `Analysis` named `lineup`: slot, item, role (driver / add_on), the driver an
+        add-on follows, viewers, support, attach rate (confidence), lift and a reason.
+    """
+    spec = BasketSpec(level, min_support, 2, since, until)
+    traffic_query, rules_query = item_traffic_sql(spec), rules_sql(spec, min_lift=min_lift)
+    traffic = engine.query(traffic_query).to_pandas()
+    if items:
+        missing = sorted(set(items) - set(traffic["item"]))
+        if missing:
+            raise AnalyticsError(f"unknown {level} {', '.join(missing)}: never sold or viewed.", field="items",
+                                 fix=f"give {level} ids that occur in orders or product views",
+                                 message_zh=f"未知的{_LEVEL_ZH[level]}：{'、'.join(missing)}（从未售出或被浏览）。",
+                                 fix_zh=f"请给出在订单或浏览中出现过的{_LEVEL_ZH[level]}编号")
+        traffic = traffic[traffic["item"].isin(items)]
+    rules = engine.query(rules_query).to_pandas()
+    order = _order_lineup(traffic.reset_index(drop=True), rules, slots if not items else len(items), max_add_ons)
+    by_item = traffic.set_index("item")
+    names = {item: (name if isinstance(name, str) else item) for item, name in by_item["name"].items()}
+    rows = []
+    for position, slot in enumerate(order, start=1):
+        row = by_item.loc[slot.item]
+        zh, en = _slot_reading(slot, row, names)
+        rows.append({"slot": position, "item": slot.item, "name": names[slot.item], "role": slot.role,
+                     "after": slot.after, "viewers": int(row["viewers"]), "views": int(row["views"]),
+                     "baskets": int(row["baskets"]), "support": row["support"], "attach_rate": slot.confidence,
+                     "lift": slot.lift, "reason_zh": zh, "reason_en": en})
+    frame = pd.DataFrame(rows)
+    pairs = sum(slot.role == "add_on" for slot in order)
+    readings = [(f"共 {len(order)} 个位次：{len(order) - pairs} 个引流款在前，{pairs} 个连带款紧随其引流款。",
+                 f"{len(order)} slots: {len(order) - pairs} traffic drivers, each followed by its add-ons "
+                 f"({pairs} in all).")]
+    return Analysis(name="lineup", frame=frame, sql={"traffic": engine.render(traffic_query),
+                                                      "rules": engine.render(rules_query)},
+                    chart=Chart("bar", "name", ("viewers",), title_zh="直播排品顺序（访客数）",
+                                title_en="Livestream line-up (viewers)"),
+                    readings=readings, params=_params(spec, items=items, slots=slots, min_lift=min_lift))
+
+
+# ---- bundles and coupon pairs --------------------------------------------------------------
+
+BUNDLES_SQL = """SELECT r.antecedent AS item_a, r.antecedent_name AS name_a, r.consequent AS item_b,
+  r.consequent_name AS name_b, r.antecedent_baskets AS baskets_a, r.consequent_baskets AS baskets_b,
+  r.baskets AS baskets_together, r.support, r.lift, r.confidence AS b_given_a, back.confidence AS a_given_b,
+  r.consequent_support AS b_share, r.antecedent_support AS a_share,
+  r.leverage * r.baskets / r.support AS extra_baskets, pa.price AS price_a, pb.price AS price_b
+FROM pair_rules AS r
+JOIN pair_rules AS back ON back.antecedent = r.consequent AND back.consequent = r.antecedent
+LEFT JOIN item_prices AS pa ON pa.item = r.antecedent
+LEFT JOIN item_prices AS pb ON pb.item = r.consequent
+WHERE r.antecedent < r.consequent AND r.baskets >= :min_baskets
+ORDER BY extra_baskets DESC, r.lift DESC, item_a, item_b"""
+
+
+def bundles_sql(spec: BasketSpec, min_lift: float = 1.5, min_baskets: int = 5) -> exp.Expression:
+    """Pairs bought together more than chance (lift >= `min_lift`, >= `min_baskets` baskets),
+    both attach rates, the baskets beyond chance (leverage × N) and average unit prices."""
+    pair_spec = BasketSpec(spec.level, spec.min_support, 2, spec.since, spec.until, spec.baskets)
+    if spec.baskets is None:
+        lines = order_lines_sql(spec.level, spec.since, spec.until)
+        prices = exp.select("item", "AVG(unit_price) AS price").from_(lines.subquery("l")).group_by("item")
+    else:  # baskets without prices
+        prices = parse_sql("SELECT CAST(NULL AS VARCHAR) AS item, CAST(NULL AS DOUBLE) AS price")
+    query = exp.replace_placeholders(parse_sql(BUNDLES_SQL), min_baskets=exp.convert(int(min_baskets)))
+    return inline(query, pair_rules=rules_sql(pair_spec, min_lift=min_lift), item_prices=prices)
+
+
+def _suggestion(row: pd.Series, bundle_confidence: float) -> dict[str, object]:
+    """A bundle when each item's buyers often take the other; else a coupon for the cheaper
+    (or, without prices, the less common) item to the buyers of the other."""
+    both = min(row["b_given_a"], row["a_given_b"]) >= bundle_confidence
+    prices = (row["price_a"], row["price_b"])
+    cheaper_b = prices[1] <= prices[0] if not any(pd.isna(p) for p in prices) else row["baskets_b"] <= row["baskets_a"]
+    trigger, offer = ("a", "b") if cheaper_b else ("b", "a")
+    return {"kind": "bundle" if both else "coupon", "trigger": row[f"item_{trigger}"], "offer": row[f"item_{offer}"],
+            "trigger_name": row[f"name_{trigger}"], "offer_name": row[f"name_{offer}"],
+            "attach_rate": row[f"{offer}_given_{trigger}"], "reverse_attach_rate": row[f"{trigger}_given_{offer}"],
+            "offer_base_rate": row[f"{offer}_share"], "bundle_price": prices[0] + prices[1]}
+
+
+def bundle_suggestions(engine: Engine, level: str = "product", min_support: float | None = None,
+                       min_lift: float = 1.5, min_baskets: int = 5, bundle_confidence: float = 0.2,
+                       top: int = 20, since: dt.datetime | None = None, until: dt.datetime | None = None) -> Analysis:
+    """Bundle and coupon-pair suggestions from pairs bought together more than chance.
+
+    A pair becomes a **bundle** when at least `bundle_confidence` of each item's baskets
+    hold the other, otherwise a **coupon pair**: a coupon for the `offer` item to the
+    buyers of the `trigger` item. `attach_rate` is P(offer | trigger) as observed — the
+    expected take-up before any discount — beside `offer_base_rate`, its share of all
+    baskets; `extra_baskets` is how many more baskets held both than chance predicts.
+    """
+    spec = BasketSpec(level, min_support, 2, since, until)
+    _check(spec)
+    query = bundles_sql(spec, min_lift, min_baskets)
+    pairs = engine.query(query).to_pandas().head(top)
+    chosen = pd.DataFrame([_suggestion(row, bundle_confidence) for _, row in pairs.iterrows()],
+                          columns=["kind", "trigger", "offer", "trigger_name", "offer_name", "attach_rate",
+                                   "reverse_attach_rate", "offer_base_rate", "bundle_price"])
+    frame = pd.concat([chosen, pairs[["baskets_together", "support", "lift", "extra_baskets"]]], axis=1)
+    readings = [(f"{'组合装' if r.kind == 'bundle' else '优惠券搭配'}：「{_name(r, 'trigger')}」+「{_name(r, 'offer')}」，"
+                 f"预计 {r.attach_rate:.0%} 的「{_name(r, 'trigger')}」买家会加购（平时 {r.offer_base_rate:.1%}，"
+                 f"提升度 {r.lift:.1f}）。",
+                 f"{'Bundle' if r.kind == 'bundle' else 'Coupon pair'}: “{_name(r, 'trigger')}” + "
+                 f"“{_name(r, 'offer')}”, expected attach rate {r.attach_rate:.0%} among “{_name(r, 'trigger')}” "
+                 f"buyers (base {r.offer_base_rate:.1%}, lift {r.lift:.1f}).") for r in frame.head(3).itertuples()]
+    return Analysis(name="bundles", frame=frame, sql={"bundles": engine.render(query)},
+                    chart=Chart("bar", "offer", ("attach_rate",), series="trigger", title_zh="组合与优惠券搭配的预计加购率",
+                                title_en="Expected attach rate of bundles and coupon pairs"),
+                    readings=readings, params=_params(spec, min_lift=min_lift, min_baskets=min_baskets,
+                                                      bundle_confidence=bundle_confidence))
