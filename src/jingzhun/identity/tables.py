@@ -34,7 +34,8 @@ def count_rows(engine: Engine, sql: str) -> int:
 
 def require_tables(engine: Engine, names: tuple[str, ...] = SOURCE_TABLES + IDENTITY_TABLES) -> None:
     """Refuse to run on a workspace whose schema is older than the identity stage."""
-    missing = [name for name in names if not engine.table_exists(name)]
+    present = set(engine.list_tables())  # one catalog lookup, not one per table
+    missing = [name for name in names if name not in present]
     if missing:
         raise SchemaError(
             f"the identity stage needs tables that do not exist yet: {', '.join(missing)}.",
