@@ -13,9 +13,12 @@ import pytest
 
 from jingzhun.collect.collector import add_source
 from jingzhun.core import Workspace
-from jingzhun.engine import Engine, open_engine
-from jingzhun.identity import build_identity
-from jingzhun.identity.realtime import attribute_new_events
+from jingzhun.engine import Engine, open_engine, parse_sql, render
+from jingzhun.identity import IdentityConfig, build_identity
+from jingzhun.identity.config import SourceSettings
+from jingzhun.identity.identifiers import NormalizeSettings
+from jingzhun.identity.observations import ObservationPlan
+from jingzhun.identity.realtime import attribute_new_events, attribution_steps, waiting_sql
 from jingzhun.schema import migrate
 from tests.conftest import copy_workspace
 
@@ -138,3 +141,13 @@ def test_the_next_rebuild_gives_the_same_record_persons_as_without_real_time(
     assert with_live == without
     assert sorted(live) == ["rt-0-0", "rt-0-1", "rt-1-0", "rt-1-1"]  # unknown-y waited for the rebuild
     assert all(after[key] == person for key, person in live.items())  # and the rebuild agrees
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "spark"])
+def test_every_attribution_query_renders_for_both_engines(dialect: str) -> None:
+    config = IdentityConfig(sources={"shop-app": SourceSettings(user_id_type="phone")})
+    plan = ObservationPlan(config.registry(), NormalizeSettings(salt_hex="00ff"), config,
+                           {"src_app": "phone"}, {"src_app": "device_id"})
+    moment = "2026-01-01T00:00:00+00:00"
+    for sql in [*attribution_steps(plan, junk_table=True, now=moment).values(), waiting_sql(moment)]:
+        assert render(parse_sql(sql), dialect).strip()

@@ -13,7 +13,7 @@ import yaml
 
 from jingzhun.cli.collector import AFTER_LOAD_HOOKS
 from jingzhun.collect.collector import add_source
-from jingzhun.engine import open_engine
+from jingzhun.engine import open_engine, render
 from jingzhun.profiles.rules import RuleError, parse_rule
 from jingzhun.schema import migrate
 from jingzhun.segments import (
@@ -23,7 +23,7 @@ from jingzhun.segments import (
     parse_audience,
     preview_audience,
 )
-from jingzhun.segments.realtime import realtime_problems
+from jingzhun.segments.realtime import LiveCompiler, changes_sql, realtime_problems, touched_sql
 from tests.collect.collector.conftest import serving
 from tests.conftest import copy_workspace
 
@@ -47,6 +47,17 @@ NO_CART = {"all": [VIEWS, {"not": {"event": {"name": "Product Added", "window": 
 ])
 def test_which_rules_can_be_realtime(rule: dict, paths: list[str]) -> None:
     assert [p.path for p in realtime_problems(parse_rule(rule, root="segment.rule"))] == paths
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "spark"])
+def test_the_live_queries_render_for_both_engines(dialect: str) -> None:
+    for rule in (TWICE, NO_CART):
+        compiler = LiveCompiler(as_of=datetime(2026, 1, 1, tzinfo=UTC), population="segment_work_live_touched")
+        members = compiler.select(compiler.predicate(parse_rule(rule)))
+        rendered = render(changes_sql("live", members), dialect)
+        restricted = rendered.count("IN (SELECT person_id FROM segment_work_live_touched)")
+        assert restricted == (2 if rule is NO_CART else 1)  # every per-person aggregate: touched persons only
+    assert render(touched_sql(["a", "b"], recheck=True), dialect).strip()
 
 
 def test_a_realtime_definition_that_cannot_be_is_refused_with_the_rule_path() -> None:

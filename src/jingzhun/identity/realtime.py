@@ -105,27 +105,31 @@ def attribute_new_events(workspace: Workspace, engine: Engine, events: pa.Table)
 
 def _attribute(engine: Engine, plan: ObservationPlan, result: Attribution) -> int:
     """Attribute the events in BATCH; bind their new identifiers; return rows written."""
-    now = utc_now()
-    steps = {
-        TUPLES: event_tuples_sql(plan, BATCH),
-        OBSERVED: observations_sql(plan, event_observations_sql(plan, TUPLES)),
-        JUNK: L.declared_junk_sql(plan.config, plan.registry, plan.settings, observations=OBSERVED),
-        USABLE: usable_sql(plan.registry, engine.table_exists(L.JUNK)),
-        KNOWN: known_sql(),
-        OWNERS: owners_sql(),
-        BOUND: bound_sql(now.isoformat()),
-    }
+    steps = attribution_steps(plan, engine.table_exists(L.JUNK), utc_now().isoformat())
     for name, sql in steps.items():
         engine.materialize(name, parsed(sql), MaterializeHints(scratch=True))
         result.sql.setdefault(name.removeprefix(WORK), sql)
-    result.sql.setdefault("record_persons", event_rows_sql(plan))
-    written = engine.materialize(ROWS, parsed(event_rows_sql(plan)), MaterializeHints(scratch=True)).row_count()
     append_rows(engine, canonical.RECORD_PERSONS, f"SELECT * FROM {ROWS}")
     bound = engine.row_count(BOUND)
     if bound:
         append_rows(engine, BINDINGS, f"SELECT * FROM {BOUND}")
         result.bound += bound
-    return written
+    return engine.row_count(ROWS)
+
+
+def attribution_steps(plan: ObservationPlan, junk_table: bool, now: str) -> dict[str, str]:
+    """The scratch tables that attribute the events in BATCH, in order, with their SELECTs:
+    ROWS are the new record_persons rows, BOUND the new bindings."""
+    return {
+        TUPLES: event_tuples_sql(plan, BATCH),
+        OBSERVED: observations_sql(plan, event_observations_sql(plan, TUPLES)),
+        JUNK: L.declared_junk_sql(plan.config, plan.registry, plan.settings, observations=OBSERVED),
+        USABLE: usable_sql(plan.registry, junk_table),
+        KNOWN: known_sql(),
+        OWNERS: owners_sql(),
+        BOUND: bound_sql(now),
+        ROWS: event_rows_sql(plan),
+    }
 
 
 @lru_cache(maxsize=64)
