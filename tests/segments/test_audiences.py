@@ -117,12 +117,14 @@ def holiday_lines(lines: pd.DataFrame) -> pd.DataFrame:
 def test_holiday_audience_recovers_the_planted_group(demo_workspace: tuple[Workspace, Engine],
                                                      record_property) -> None:
     """Every member of the holiday audience is a planted holiday shopper, and every planted
-    shopper whose holiday purchase sits on a person with a known gender is found.
+    shopper whose holiday purchase and CRM member record (gender F) the data hold is found,
+    marketplace purchases included: the ID graph links Tmall, JD and Douyin buyers to their
+    members by masked phone, surname and city (identity/marketplace.py).
 
-    The rest are out of sight of any rule on gender: on the demo most of them bought on
-    Tmall, JD or Douyin under a buyer id the ID graph cannot link to the member (the
-    platforms give an open id and a masked phone), so the purchase sits on a person
-    without a gender. The test prints recall over the whole planted group beside it.
+    The rest are out of reach of any rule on gender, and the test prints how many of each:
+    women with no member record (no gender on file, or only one a social platform reported
+    under another platform's id), and purchases the data cannot show (a CRM row the importer
+    quarantined, a holiday order later cancelled or refunded, an anonymous till receipt).
     """
     workspace, engine = demo_workspace
     keys = fragment_keys(engine, workspace.root)
@@ -131,20 +133,28 @@ def test_holiday_audience_recovers_the_planted_group(demo_workspace: tuple[Works
     audience = members(engine, HOLIDAY)
     found = {int(keys[p]) for p in audience if p in keys.index}
     precision = sum(1 for p in audience if p in keys.index and int(keys[p]) in planted) / len(audience)
-    traits = engine.query("SELECT person_id, gender FROM person_traits").to_pandas().set_index("person_id")
-    bought = holiday_lines(order_lines(engine))
-    women = set(traits.index[traits["gender"] == "F"])
-    visible = {int(keys[p]) for p in set(bought["person_id"]) & women if p in keys.index} & planted
-    unlinked = {int(keys[p]) for p in set(bought["person_id"]) - women if p in keys.index} & planted - visible
+    traits = engine.query("SELECT person_id, gender, member_id FROM person_traits").to_pandas()
+    women = traits[traits["gender"] == "F"]
+
+    def true_keys(person_ids: object) -> set[int]:
+        return {int(keys[p]) for p in set(person_ids) if p in keys.index}
+
+    bought = true_keys(holiday_lines(order_lines(engine))["person_id"]) & planted
+    reachable = bought & true_keys(women.loc[women["member_id"].notna(), "person_id"])
+    social_only = bought & true_keys(women["person_id"]) - reachable
+    recall = len(found & planted) / len(planted)
     line = (f"holiday audience vs planted group: {len(audience)} members, {len(planted)} planted; "
-            f"precision {precision:.3f}; recall {len(found & planted) / len(planted):.3f} of all planted, "
-            f"{len(found & visible) / len(visible):.3f} of the {len(visible)} whose holiday purchase is on a "
-            f"person with gender F; {len(unlinked)} more bought on a person without a gender")
+            f"precision {precision:.3f}; recall {recall:.3f} of all planted, "
+            f"{len(found & reachable) / len(reachable):.3f} of the {len(reachable)} whose holiday purchase and "
+            f"member record (gender F) the data hold; out of reach: {len(planted - bought)} whose purchase the "
+            f"data do not show, {len(bought - reachable)} with no member record with gender "
+            f"({len(social_only)} of them gendered only by a social platform)")
     print(f"\n{line}")  # noqa: T201
     record_property("holiday_audience", line)
-    assert len(planted) > 50 and len(visible) > 0.3 * len(planted)
+    assert len(planted) > 50 and len(reachable) > 0.75 * len(planted)
     assert precision >= 0.95
-    assert found >= visible
+    assert found >= reachable
+    assert recall >= 0.78
 
 
 def test_snapshots_keep_entered_at_and_count_changes(demo_workspace: tuple[Workspace, Engine]) -> None:
