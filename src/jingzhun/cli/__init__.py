@@ -12,6 +12,7 @@ from jingzhun.cli import (
     analytics_basket,  # noqa: F401  (registers report rules|cross-sell|lineup|bundles|fans-vs-buyers|compare-audiences|source-value)
     analytics_cube,  # noqa: F401  (registers report cube|compare|root-cause)
     collector,  # noqa: F401
+    content,  # noqa: F401  (registers template list|preview, coupon issue|redemptions)
     demo_load,  # noqa: F401  (registers demo load)
     foundation,  # noqa: F401  (registers init, migrate, pipeline, sql, demo)
     identity,  # noqa: F401  (registers identity bind|unbind|unmerge|erase|review|decide)

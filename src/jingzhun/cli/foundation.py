@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from jingzhun.activation import install_starter_templates
 from jingzhun.cli.common import (
     EngineOption,
     WorkspaceOption,
@@ -25,6 +26,7 @@ from jingzhun.engine.dialects import parse_read_only
 from jingzhun.pipeline import run_pipeline
 from jingzhun.schema import LATEST_VERSION, current_version, migrate
 
+DEMO_SITE = "https://www.jingzhun-demo.cn"  # the demo retailer's site (demo/events_sql.py SITE)
 demo_app = typer.Typer(help="Demo data. 演示数据。", no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
 
@@ -48,6 +50,7 @@ def init(
     workspace = init_workspace(directory, config)
     with open_engine(workspace) as storage:
         migrate(storage)
+    install_starter_templates(workspace.root)
     console.print(t("init.created", language_of(workspace), path=workspace.root, timezone=config.timezone,
                     currency=config.currency, engine=config.engine.kind))
 
@@ -160,6 +163,7 @@ def demo_generate(
 
         summary = generate_demo(opened.root, persons=persons, seed=seed, start=first_day,
                                 end=last_day, progress=report, views_per_visit=views_per_visit)
+    install_starter_templates(opened.root, brand_zh="精准", brand_en="Jingzhun", site_url=DEMO_SITE)
     console.print(_files_by_source(summary.files, opened.root, language))
     console.print(t("demo.done", language, path=opened.root, seconds=summary.seconds))
 

@@ -357,6 +357,18 @@ SEND_LOCKS = table(
     "send_locks", "One row per lock; planning a send updates it first, so two plans never interleave.",
     "lock_id VARCHAR NOT NULL", "counter BIGINT NOT NULL", "taken_at TIMESTAMPTZ", "holder VARCHAR",
 )
+COUPONS = table(
+    "coupons", "Personal coupon codes: one per person and campaign, unguessable (HMAC of the workspace "
+    "salt), with the validity window redemptions are matched in.",
+    "code VARCHAR NOT NULL -- 10 characters of 23456789ABCDEFGHJKLMNPQRSTUVWXYZ, unique",
+    "campaign_id VARCHAR NOT NULL", "person_id VARCHAR NOT NULL",
+    "name_zh VARCHAR", "name_en VARCHAR -- e.g. 满199减30 / ¥30 off orders over ¥199",
+    "discount_type VARCHAR NOT NULL -- amount | percent", f"discount_value {MONEY} -- CNY off, or percent off",
+    f"min_spend {MONEY}", "currency VARCHAR",
+    "valid_from TIMESTAMPTZ NOT NULL", "valid_to TIMESTAMPTZ NOT NULL -- exclusive end",
+    "issued_at TIMESTAMPTZ NOT NULL", "attempt INTEGER -- 0, or the re-hash that avoided a clash",
+    "definition VARCHAR -- JSON: the coupon definition it was issued from",
+)
 
 # ---- consent and governance ----------------------------------------------------------
 
