@@ -21,6 +21,11 @@ from jingzhun.analytics.basket import (
     livestream_lineup,
     rules_sql,
 )
+from jingzhun.analytics.funnels import FunnelStep, funnel, funnel_sql, parse_step
+from jingzhun.analytics.hypotheses import UserHypothesis, hypothesis_checks
+from jingzhun.analytics.paths import paths, paths_sql
+from jingzhun.analytics.retention import retention, retention_sql, retention_triangle
+from jingzhun.analytics.seasonality import holiday_windows, seasonality, seasonality_sql
 from jingzhun.analytics.fans import Audience, compare_audiences, fans_vs_buyers
 from jingzhun.analytics.source_ranking import rank_sources
 from jingzhun.analytics.source_value import (
@@ -38,3 +43,5 @@ __all__ += ["DIMENSIONS", "HOLIDAYS", "MEASURES", "CubeQuery", "Period", "Thresh
 __all__ += ["Audience", "BasketSpec", "PartnerData", "association_rules", "bundle_suggestions", "compare_audiences",
             "cross_sell", "fans_vs_buyers", "livestream_lineup", "load_partner_file", "partner_freshness",
             "partner_overlap", "partner_tag_lift", "rank_sources", "rules_sql"]
+__all__ += ["FunnelStep", "UserHypothesis", "funnel", "funnel_sql", "holiday_windows", "hypothesis_checks", "parse_step",
+            "paths", "paths_sql", "retention", "retention_sql", "retention_triangle", "seasonality", "seasonality_sql"]

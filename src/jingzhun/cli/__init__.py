@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from jingzhun.cli import (
     analytics_basket,  # noqa: F401  (registers report rules|cross-sell|lineup|bundles|fans-vs-buyers|compare-audiences|source-value)
+    analytics_behaviour,  # noqa: F401  (registers report funnel|retention|paths|seasonality|hypotheses)
     analytics_cube,  # noqa: F401  (registers report cube|compare|root-cause)
     collector,  # noqa: F401
     content,  # noqa: F401  (registers template list|preview, coupon issue|redemptions)
