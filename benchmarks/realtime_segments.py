@@ -18,6 +18,10 @@ triggered by the second view). So, in the same run and on the same clock:
 - membership: POST of the qualifying event → membership row,
 - hooks: `events` → membership row (attribution plus audience evaluation for the batch).
 
+Then the same events go to a fresh copy served with `--no-realtime`: the loader's latency
+without hooks, to show what running them costs loading (they run in the loader, between
+batches).
+
 Usage: .venv/bin/python benchmarks/realtime_segments.py [--workspace WS] [--members 150] [--rate 20]
 Without --workspace it builds the 1,500-person demo first (several minutes). Prints JSON.
 """
@@ -60,12 +64,13 @@ def build_demo(folder: Path, persons: int) -> Path:
 
 def prepare(source: Path, folder: Path, members: int) -> tuple[Path, str, list[str], str]:
     """Copy the workspace, add the audience and a write key; pick members and a product."""
+    from tests.conftest import copy_workspace
+
     from jingzhun.collect.collector import add_source
     from jingzhun.engine import open_engine
     from jingzhun.schema import migrate
-    from tests.conftest import copy_workspace
 
-    workspace = copy_workspace(source, folder / "ws")
+    workspace = copy_workspace(source, folder)
     (workspace.definitions_dir / "segments").mkdir(parents=True, exist_ok=True)
     (workspace.definitions_dir / "segments" / "live.yaml").write_text(yaml.safe_dump(AUDIENCE, allow_unicode=True))
     with open_engine(workspace) as engine:
@@ -87,16 +92,18 @@ def health(url: str) -> dict:
     return httpx.get(f"{url}/health", timeout=10).json()
 
 
-def serve(root: Path) -> tuple[subprocess.Popen, str]:
-    """`jingzhun serve` with its default hooks; returns once the loader has started them."""
+def serve(root: Path, realtime: bool) -> tuple[subprocess.Popen, str]:
+    """`jingzhun serve` (with its default hooks, or `--no-realtime`); returns once it answers
+    and the loader has started its hooks."""
     port = free_port()
-    server = subprocess.Popen([JINGZHUN, "serve", "--workspace", str(root), "--port", str(port)],
+    flag = "--realtime" if realtime else "--no-realtime"
+    server = subprocess.Popen([JINGZHUN, "serve", "--workspace", str(root), "--port", str(port), flag],
                               stdout=subprocess.DEVNULL, stderr=(root / "serve.stderr").open("wb"))
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
-            if health(url)["after_load"]:
+            if health(url)["after_load"] or not realtime:
                 return server, url
         except httpx.TransportError:
             pass
@@ -123,7 +130,22 @@ def send(url: str, key: str, members: list[str], product: str, rate: float) -> d
     return posted
 
 
-def wait_for_hooks(url: str, since: float, timeout: float = 300) -> None:
+def warm_up(url: str, key: str) -> None:
+    """One event from a stranger, loaded (and hooked) before the clock starts: the loader
+    process has started, imported its hooks and opened the database."""
+    answer = httpx.post(f"{url}/v1/track", auth=(key, ""), timeout=30, json={
+        "type": "track", "event": "Page Viewed", "anonymousId": f"warm-up-{uuid.uuid4().hex}"})
+    assert answer.json() == {"success": True}, answer.text
+    sent = time.time()
+    deadline = time.monotonic() + 300
+    while health(url)["loaded_events"] < 1:
+        assert time.monotonic() < deadline, "the loader did not start"
+        time.sleep(0.2)
+    wait_for_loader(url, sent)
+
+
+def wait_for_loader(url: str, since: float, timeout: float = 300) -> None:
+    """Until the log is loaded and every hook has handled the events posted up to `since`."""
     from datetime import UTC, datetime
 
     deadline = time.monotonic() + timeout
@@ -131,10 +153,24 @@ def wait_for_hooks(url: str, since: float, timeout: float = 300) -> None:
     while time.monotonic() < deadline:
         state = health(url)
         done = [h["through"] and datetime.fromisoformat(h["through"]) >= moment for h in state["after_load"].values()]
-        if not state["pending"] and done and all(done):
+        if not state["pending"] and all(done):
             return
         time.sleep(0.2)
-    raise RuntimeError("the hooks did not catch up")
+    raise RuntimeError("the loader or its hooks did not catch up")
+
+
+def run(source: Path, folder: Path, args: argparse.Namespace, realtime: bool) -> dict[str, object]:
+    """One serve-and-send run on a fresh copy; what the warehouse says afterwards."""
+    root, key, members, product = prepare(source, folder / ("live" if realtime else "plain"), args.members)
+    server, url = serve(root, realtime)
+    try:
+        warm_up(url, key)
+        posted = send(url, key, members, product, args.rate)
+        wait_for_loader(url, max(posted.values()))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(300)
+    return measured(root, posted)
 
 
 def measured(root: Path, posted: dict[str, float]) -> dict[str, object]:
@@ -179,16 +215,11 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="jz-realtime-"))
     try:
         source = args.workspace or build_demo(folder, args.persons)
-        root, key, members, product = prepare(source, folder, args.members)
-        server, url = serve(root)
-        try:
-            posted = send(url, key, members, product, args.rate)
-            wait_for_hooks(url, max(posted.values()))
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(300)
-        result = {"workspace": str(source), "members": len(members), "rate_events_per_s": args.rate,
-                  "load_average": os.getloadavg(), **measured(root, posted)}
+        live = run(source, folder, args, realtime=True)
+        plain = run(source, folder, args, realtime=False)
+        result = {"workspace": str(source), "members": args.members, "rate_events_per_s": args.rate,
+                  "load_average": os.getloadavg(), "realtime": live,
+                  "without_hooks": {key: plain[key] for key in ("events_stored", "batches", "loader_post_to_events_s")}}
         print(json.dumps(result, indent=2, default=str))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
