@@ -290,9 +290,10 @@ def _iso_weekday_shifts(period: Period) -> tuple[Shift, ...]:
         iso_year, week, weekday = day.isocalendar()
         year_end = date.fromisocalendar(iso_year + 1, 1, 1) - timedelta(days=1)
         last = min(period.end, year_end)
-        weeks_before = date(iso_year - 1, 12, 28).isocalendar()[1]  # 52 or 53
+        weeks_before = _iso_weeks(iso_year - 1)
         if week <= weeks_before:
-            usable_last = min(last, date.fromisocalendar(iso_year, weeks_before, 7))
+            usable_last = last if weeks_before >= _iso_weeks(iso_year) else \
+                min(last, date.fromisocalendar(iso_year, weeks_before, 7))
             back = date.fromisocalendar(iso_year - 1, week, weekday)
             offset = (day - back).days
             shifts.append(Shift("base", back, usable_last - timedelta(days=offset), 0, offset))
@@ -303,6 +304,11 @@ def _iso_weekday_shifts(period: Period) -> tuple[Shift, ...]:
                              fix="use --align date", message_zh=f"{period.label} 在上一年没有对应的周。",
                              fix_zh="请使用 --align date")
     return tuple(shifts)
+
+
+def _iso_weeks(year: int) -> int:
+    """52 or 53: 28 December is always in the ISO year's last week."""
+    return date(year, 12, 28).isocalendar()[1]
 
 
 def _merged(shifts: list[Shift]) -> list[Shift]:
