@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import hashlib
@@ -80,9 +81,12 @@ class WebhookReceiver:
     posts: list[dict] = field(default_factory=list)  # every call, duplicates included
     delivered: dict[str, dict] = field(default_factory=dict)  # idempotency key → message (once)
     bad_signatures: int = 0
+    hold_at: int | None = None  # the n-th call waits until `release` is set
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self.calls = 0
+        self.holding, self.release = threading.Event(), threading.Event()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -117,6 +121,12 @@ class WebhookReceiver:
             return 401
         if self.delay:
             time.sleep(self.delay)
+        with self._lock:
+            self.calls += 1
+            hold = self.calls == self.hold_at
+        if hold:
+            self.holding.set()
+            self.release.wait(120)
         message = json.loads(body)
         key = headers.get("Idempotency-Key")
         with self._lock:
@@ -129,6 +139,7 @@ class WebhookReceiver:
         return 200
 
     def close(self) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -139,8 +150,19 @@ class WebhookReceiver:
 class _Collect:
     def __init__(self) -> None:
         self.messages: list[tuple[list[str], email.message.EmailMessage]] = []
+        self.delay = 0.0  # seconds before accepting each message (a slow server)
+        self.hold_at: int | None = None  # the n-th message waits, mid-DATA, until `release` is set
+        self.holding, self.release = threading.Event(), threading.Event()
+        self.received = 0
 
     async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 — aiosmtpd's API
+        self.received += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.received == self.hold_at:
+            self.holding.set()
+            while not self.release.is_set():
+                await asyncio.sleep(0.01)
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
         self.messages.append((list(envelope.rcpt_tos), parsed))
         return "250 OK"
@@ -172,6 +194,7 @@ class SmtpSink:
         return self.handler.messages
 
     def close(self) -> None:
+        self.handler.release.set()
         self.controller.stop()
 
 
@@ -246,10 +269,11 @@ def seed_policy_rows(engine: Engine, segment: str = "valuable_at_risk", now: dat
     phones = [r for r in reachable if r["id_type"] == "phone" and r["person_id"] not in withdrawn]
     mails = [r for r in reachable if r["id_type"] == "email"]
     suppressed_rows = phones[1:3] + mails[:1]
+    capped = [r["person_id"] for r in phones[5:9]]
+    assert len(suppressed_rows) == 3 and len(capped) == 4, "the audience is too small to seed every rule"
     engine.execute("INSERT INTO suppressions (id_type, id_value, channel, reason, created_at) VALUES " + ", ".join(
         f"('{r['id_type']}', '{r['id_value']}', NULL, 'complaint', TIMESTAMPTZ '{(now - day).isoformat()}')"
         for r in suppressed_rows))
-    capped = [r["person_id"] for r in phones[5:9]]
     engine.execute("INSERT INTO deliveries (delivery_id, campaign_id, person_id, channel, status, sent_at, "
                    "scheduled_at, purpose) VALUES " + ", ".join(
                        f"('old-{p}-{k}', 'earlier', '{p}', 'sms', 'sent', TIMESTAMPTZ '{(now - (k + 1) * day).isoformat()}', "
@@ -271,7 +295,7 @@ def assert_policy_respected(engine: Engine, workspace: Workspace, policy: SendPo
     if went.empty:
         return 0
     went["at"] = went["sent_at"].fillna(went["updated_at"])
-    _assert_caps(went, policy)
+    _assert_caps(went, policy, history)
     went = went[~went.campaign_id.isin(history)]
     consents = engine.query("SELECT person_id, channel, status, recorded_at FROM consents "
                             "WHERE purpose = 'marketing'").to_pandas()
@@ -292,12 +316,13 @@ def assert_policy_respected(engine: Engine, workspace: Workspace, policy: SendPo
     return len(went)
 
 
-def _assert_caps(went: pd.DataFrame, policy: SendPolicy) -> None:
+def _assert_caps(went: pd.DataFrame, policy: SendPolicy, history: tuple[str, ...]) -> None:
+    """No new send made its person's count within any cap's window (history included) exceed the cap."""
     for cap in policy.frequency_caps:
         scoped = went if cap.channel == "all" else went[went.channel == cap.channel]
         for person, sends in scoped.groupby("person_id"):
             times = sorted(sends["at"])
-            for end in times:
+            for end in sorted(sends[~sends.campaign_id.isin(history)]["at"]):
                 inside = [t for t in times if end - timedelta(days=cap.days) < t <= end]
                 assert len(inside) <= cap.max_messages, f"{person} over the cap {cap}: {inside}"
 

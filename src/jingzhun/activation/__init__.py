@@ -4,7 +4,18 @@ Public functions are re-exported here; the modules are internal. Recommendations
 新品上市, related products) are in recommend*.py.
 """
 
-# ---- personalized content and coupons (content.py, channels.py, coupons.py) ----
+# ---- personalized content and coupons (content.py, channels.py, coupons.py), campaigns (campaigns.py,
+# policy.py, delivery.py, sending.py, tracking.py); ruff keeps the imports sorted by module ----
+from jingzhun.activation.campaign_results import CampaignResults as CampaignResults
+from jingzhun.activation.campaign_results import campaign_results as campaign_results
+from jingzhun.activation.campaigns import CampaignDefinition as CampaignDefinition
+from jingzhun.activation.campaigns import CampaignError as CampaignError
+from jingzhun.activation.campaigns import list_campaigns as list_campaigns
+from jingzhun.activation.campaigns import load_campaign as load_campaign
+from jingzhun.activation.campaigns import parse_campaign as parse_campaign
+from jingzhun.activation.campaigns import read_campaign_file as read_campaign_file
+from jingzhun.activation.campaigns import save_campaign as save_campaign
+from jingzhun.activation.campaigns import set_campaign_status as set_campaign_status
 from jingzhun.activation.channels import CHANNELS as CHANNELS
 from jingzhun.activation.channels import ChannelLimitError as ChannelLimitError
 from jingzhun.activation.channels import ContentError as ContentError
@@ -29,3 +40,18 @@ from jingzhun.activation.coupons import coupon_for as coupon_for
 from jingzhun.activation.coupons import issue_coupons as issue_coupons
 from jingzhun.activation.coupons import match_redemptions as match_redemptions
 from jingzhun.activation.coupons import parse_coupon_definition as parse_coupon_definition
+from jingzhun.activation.delivery import DeliveryAdapter as DeliveryAdapter
+from jingzhun.activation.delivery import Outcome as Outcome
+from jingzhun.activation.delivery import Outgoing as Outgoing
+from jingzhun.activation.delivery import build_adapters as build_adapters
+from jingzhun.activation.delivery import load_delivery_config as load_delivery_config
+from jingzhun.activation.policy import SendPolicy as SendPolicy
+from jingzhun.activation.policy import SendRequest as SendRequest
+from jingzhun.activation.policy import load_send_policy as load_send_policy
+from jingzhun.activation.policy import policy_sql as policy_sql
+from jingzhun.activation.sending import RunReport as RunReport
+from jingzhun.activation.sending import check_template as check_template
+from jingzhun.activation.sending import run_campaign as run_campaign
+from jingzhun.activation.sending import run_campaigns as run_campaigns
+from jingzhun.activation.tracking import rebuild_message_events as rebuild_message_events
+from jingzhun.activation.tracking import record_message_events as record_message_events

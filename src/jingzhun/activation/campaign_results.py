@@ -23,24 +23,24 @@ WITH responses AS (
   FROM message_events WHERE campaign_id = :campaign_id AND event_type IN ('opened', 'clicked')
   GROUP BY delivery_id
 )
-SELECT d.run_id, d.channel, d.variant AS arm, COUNT(*) AS audience,
-  SUM(CASE WHEN d.status = 'held_out' THEN 1 ELSE 0 END) AS held_out,
-  SUM(CASE WHEN d.status = 'suppressed' THEN 1 ELSE 0 END) AS suppressed,
-  SUM(CASE WHEN d.status = 'deferred' THEN 1 ELSE 0 END) AS deferred,
-  SUM(CASE WHEN d.status IN ('queued', 'sending') THEN 1 ELSE 0 END) AS pending,
-  SUM(CASE WHEN d.status = 'sent' THEN 1 ELSE 0 END) AS sent,
-  SUM(CASE WHEN d.status = 'failed' THEN 1 ELSE 0 END) AS failed,
-  SUM(CASE WHEN d.status = 'unknown' THEN 1 ELSE 0 END) AS unknown,
-  SUM(CASE WHEN d.status = 'sent' THEN COALESCE(r.opened, 0) ELSE 0 END) AS opened,
-  SUM(CASE WHEN d.status = 'sent' THEN COALESCE(r.clicked, 0) ELSE 0 END) AS clicked,
-  SUM(CASE WHEN d.status = 'sent' THEN d.cost ELSE 0 END) AS cost
+SELECT d.run_id, d.channel, d.variant AS arm, CAST(COUNT(*) AS BIGINT) AS audience,
+  CAST(SUM(CASE WHEN d.status = 'held_out' THEN 1 ELSE 0 END) AS BIGINT) AS held_out,
+  CAST(SUM(CASE WHEN d.status = 'suppressed' THEN 1 ELSE 0 END) AS BIGINT) AS suppressed,
+  CAST(SUM(CASE WHEN d.status = 'deferred' THEN 1 ELSE 0 END) AS BIGINT) AS deferred,
+  CAST(SUM(CASE WHEN d.status IN ('queued', 'sending') THEN 1 ELSE 0 END) AS BIGINT) AS pending,
+  CAST(SUM(CASE WHEN d.status = 'sent' THEN 1 ELSE 0 END) AS BIGINT) AS sent,
+  CAST(SUM(CASE WHEN d.status = 'failed' THEN 1 ELSE 0 END) AS BIGINT) AS failed,
+  CAST(SUM(CASE WHEN d.status = 'unknown' THEN 1 ELSE 0 END) AS BIGINT) AS unknown,
+  CAST(SUM(CASE WHEN d.status = 'sent' THEN COALESCE(r.opened, 0) ELSE 0 END) AS BIGINT) AS opened,
+  CAST(SUM(CASE WHEN d.status = 'sent' THEN COALESCE(r.clicked, 0) ELSE 0 END) AS BIGINT) AS clicked,
+  CAST(SUM(CASE WHEN d.status = 'sent' THEN d.cost ELSE 0 END) AS DOUBLE) AS cost
 FROM deliveries AS d LEFT JOIN responses AS r ON r.delivery_id = d.delivery_id
 WHERE d.campaign_id = :campaign_id
 GROUP BY d.run_id, d.channel, d.variant
 ORDER BY d.run_id, d.channel, d.variant"""
 
 REASONS_SQL = """
-SELECT status, reason, COUNT(*) AS deliveries FROM deliveries
+SELECT status, reason, CAST(COUNT(*) AS BIGINT) AS deliveries FROM deliveries
 WHERE campaign_id = :campaign_id AND reason IS NOT NULL
 GROUP BY status, reason ORDER BY deliveries DESC, status, reason"""
 
@@ -62,10 +62,9 @@ def campaign_results(engine: Engine, campaign_id: str) -> CampaignResults:
     queries = {name: exp.replace_placeholders(parse_sql(text), campaign_id=literal(campaign_id))
                for name, text in (("funnel", FUNNEL_SQL), ("reasons", REASONS_SQL))}
     funnel = engine.query(queries["funnel"]).to_pandas()
-    sent = funnel["sent"].where(funnel["sent"] > 0) if len(funnel) else funnel.get("sent")
-    if len(funnel):
-        funnel["open_rate"] = (funnel["opened"] / sent).round(4)
-        funnel["click_rate"] = (funnel["clicked"] / sent).round(4)
+    sent = funnel["sent"].where(funnel["sent"] > 0).astype("float64")
+    funnel["open_rate"] = (funnel["opened"] / sent).round(4)
+    funnel["click_rate"] = (funnel["clicked"] / sent).round(4)
     reasons = engine.query(queries["reasons"]).to_pandas()
     return CampaignResults(campaign_id, stored.version, funnel, reasons,
                            {name: engine.render(query) for name, query in queries.items()})

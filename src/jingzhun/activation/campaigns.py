@@ -157,7 +157,7 @@ def save_campaign(engine: Engine, definition: CampaignDefinition, actor: str = "
     if stored is not None and stored.definition.canonical_json() == definition.canonical_json():
         return stored.version
     version = stored.version + 1 if stored else 1
-    moment = (now or datetime.now(UTC)).replace(microsecond=0)
+    moment = now or datetime.now(UTC)
     row = {"campaign_id": definition.campaign_id, "name": definition.name_zh, "kind": definition.schedule.kind,
            "segment_id": definition.audience.segment_id, "channel": ",".join(definition.channels),
            "definition": definition.canonical_json(), "holdout_ratio": definition.holdout,
@@ -199,7 +199,7 @@ def set_campaign_status(engine: Engine, campaign_id: str, status: str, actor: st
         raise CampaignError(f"unknown status {status!r}.", field="status", fix=f"use {' or '.join(STATUSES)}",
                             message_zh=f"未知状态 {status!r}。", fix_zh=f"请使用 {' 或 '.join(STATUSES)}")
     stored = load_campaign(engine, campaign_id)
-    moment = datetime.now(UTC).replace(microsecond=0)
+    moment = datetime.now(UTC)
     engine.execute(exp.update(CAMPAIGNS.name, {"status": literal(status), "updated_at": literal(moment)},
                               where=exp.and_(exp.column("campaign_id").eq(literal(campaign_id)),
                                              exp.column("version").eq(literal(stored.version)))))

@@ -44,7 +44,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlglot import exp
 
-from jingzhun.activation.policy import Channel, PolicyError, literal, usable_address_sql
+from jingzhun.activation.policy import Channel, PolicyError, literal, parsed_sql, usable_address_sql
 from jingzhun.core.config_errors import ConfigFile, config_error
 from jingzhun.core.errors import ConfigError
 from jingzhun.core.workspace import Workspace
@@ -238,8 +238,8 @@ class SmtpAdapter(DeliveryAdapter):
     """
 
     NAME = "smtp"
-    RESENDS_SAFELY = False
-    BATCH_SIZE = 1  # the `sending` window of an at-most-once channel is one message
+    RESENDS_SAFELY = False  # so the send loop marks one message `sending` at a time
+    BATCH_SIZE = 20  # rendered together
 
     def __init__(self, settings: SmtpSettings, password: str | None = None) -> None:
         self.settings, self.password = settings, password
@@ -472,11 +472,14 @@ def addresses_for(delivery_ids: exp.Expression, address_types: tuple[str, ...]) 
     (the first usable type in `address_types`, the smallest value on ties)."""
     ranks = " ".join(f"WHEN {literal(kind).sql('duckdb')} THEN {rank}" for rank, kind in enumerate(address_types))
     kinds = ", ".join(literal(kind).sql("duckdb") for kind in address_types)
-    return parse_sql(f"""
+    query = parsed_sql(f"""
 SELECT delivery_id, person_id, address FROM (
   SELECT d.delivery_id, d.person_id, i.id_value AS address, ROW_NUMBER() OVER (
     PARTITION BY d.delivery_id ORDER BY CASE i.id_type {ranks} END, i.id_value) AS best
-  FROM ({delivery_ids.sql('duckdb')}) AS d
+  FROM wanted_deliveries AS d
   JOIN identities AS i ON i.person_id = d.person_id AND i.id_type IN ({kinds})
   WHERE {usable_address_sql()}
 ) AS ranked WHERE best = 1""")
+    wanted = delivery_ids.subquery("d")
+    return query.transform(lambda node: wanted.copy() if isinstance(node, exp.Table)
+                           and node.name == "wanted_deliveries" else node, copy=False)

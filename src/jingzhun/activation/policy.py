@@ -34,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -306,6 +307,17 @@ FROM decided
 """
 
 
+@lru_cache(maxsize=256)
+def _parsed(text: str) -> exp.Expression:
+    return parse_sql(text)
+
+
+def parsed_sql(text: str) -> exp.Expression:
+    """`parse_sql`, parsed once per text (the send loop runs the same few statements per
+    batch, and parsing cost more than running them); a fresh copy each call."""
+    return _parsed(text).copy()
+
+
 def literal(value: object) -> exp.Expression:
     """A value as a typed SQL literal (instants as UTC TIMESTAMPTZ)."""
     if isinstance(value, datetime):
@@ -339,8 +351,7 @@ def policy_sql(request: SendRequest, policy: SendPolicy) -> exp.Expression:
         usage_joins="\n  ".join(_usage_join(i, cap, request) for i, cap in enumerate(caps)),
         quiet_now=(f"channel IN ({', '.join(repr(c) for c in request.quiet)})" if request.quiet else "FALSE"),
     )
-    query = parse_sql(text)
-    query = _bind_tables(query, request, policy)
+    query = _bind_tables(parsed_sql(text), request, policy)
     values = {
         "campaign_id": request.campaign_id, "run_id": request.run_id, "step": request.step,
         "purpose": request.purpose, "holdout": float(request.holdout), "now": request.now,

@@ -29,11 +29,11 @@ from jingzhun.activation.delivery import (
     Outgoing,
     addresses_for,
 )
-from jingzhun.activation.policy import SendPolicy, literal, quiet_channels
+from jingzhun.activation.policy import SendPolicy, literal, parsed_sql, quiet_channels
 from jingzhun.activation.tracking import LinkTracker
 from jingzhun.core.errors import JingzhunError
 from jingzhun.core.workspace import Workspace
-from jingzhun.engine import Engine, parse_sql
+from jingzhun.engine import Engine
 from jingzhun.schema.tables import CAMPAIGNS, DELIVERIES, MESSAGE_EVENTS
 
 if TYPE_CHECKING:
@@ -103,6 +103,9 @@ def _runs_with(context: SendContext, channel: str, statuses: tuple[str, ...]) ->
 
 def _send_run(context: SendContext, channel: str, adapter: DeliveryAdapter, run_id: str,
               report: RunReport) -> None:
+    """Batches of queued rows: rendered together, then marked `sending` and sent — the whole
+    batch at once where a resend is harmless, one message at a time where it is not (so a
+    crash leaves at most one e-mail `unknown`)."""
     while True:
         if _campaign_paused(context):
             report.notes.append("paused")
@@ -117,11 +120,17 @@ def _send_run(context: SendContext, channel: str, adapter: DeliveryAdapter, run_
         batch = next_batch(context, channel, run_id, adapter.batch_size())
         if not batch.num_rows:
             return
-        _mark_sending(context, batch.column("delivery_id").to_pylist(), moment)
-        outcomes = _deliver(context, channel, adapter, batch)
-        record_outcomes(context, outcomes, context.clock())
-        report.sent += sum(1 for outcome, _ in outcomes.values() if outcome.ok)
-        report.failed += sum(1 for outcome, _ in outcomes.values() if not outcome.ok)
+        prepared = _prepare(context, channel, batch)
+        ids = list(prepared)
+        window = len(ids) if adapter.RESENDS_SAFELY else 1
+        for start in range(0, len(ids), window):
+            chunk = ids[start:start + window]
+            _mark_sending(context, chunk, context.clock())
+            outcomes = {d: (adapter.send(prepared[d][0]), prepared[d][0]) if prepared[d][0] is not None
+                        else (prepared[d][1], None) for d in chunk}
+            record_outcomes(context, outcomes, context.clock())
+            report.sent += sum(1 for outcome, _ in outcomes.values() if outcome.ok)
+            report.failed += sum(1 for outcome, _ in outcomes.values() if not outcome.ok)
 
 
 def next_batch(context: SendContext, channel: str, run_id: str, size: int) -> pa.Table:
@@ -145,26 +154,22 @@ def _mark_sending(context: SendContext, delivery_ids: list[str], moment: datetim
                        exp.column("status").eq(literal("queued")))))
 
 
-def _deliver(context: SendContext, channel: str, adapter: DeliveryAdapter,
-             batch: pa.Table) -> dict[str, tuple[Outcome, Any]]:
-    """Render the batch and hand each message to the adapter: delivery_id → (outcome, message)."""
+def _prepare(context: SendContext, channel: str, batch: pa.Table) -> dict[str, tuple[Outgoing | None, Outcome]]:
+    """Each delivery's message, or the failure that stops it: delivery_id → (message, failure)."""
     rows = batch.to_pylist()
-    outcomes: dict[str, tuple[Outcome, Any]] = {}
+    unreachable = Outcome(False, "unreachable", attempts=0)
+    prepared: dict[str, tuple[Outgoing | None, Outcome]] = {
+        row["delivery_id"]: (None, unreachable) for row in rows if not row["address"]}
     reachable = [row for row in rows if row["address"]]
-    for row in rows:
-        if not row["address"]:
-            outcomes[row["delivery_id"]] = (Outcome(False, "unreachable", attempts=0), None)
     try:
         messages = compose(context, channel, reachable)
     except JingzhunError as problem:  # a template error fails the batch with the reason, not the run
-        for row in reachable:
-            outcomes[row["delivery_id"]] = (Outcome(False, f"content: {problem.message}"[:500], attempts=0), None)
-        return outcomes
+        failure = Outcome(False, f"content: {problem.message}"[:500], attempts=0)
+        return {**prepared, **{row["delivery_id"]: (None, failure) for row in reachable}}
+    missing = Outcome(False, "no content for this person", attempts=0)
     for row in reachable:
-        message = messages.get(row["delivery_id"])
-        outcome = adapter.send(message) if message else Outcome(False, "no content for this person", attempts=0)
-        outcomes[row["delivery_id"]] = (outcome, message)
-    return outcomes
+        prepared[row["delivery_id"]] = (messages.get(row["delivery_id"]), missing)
+    return prepared
 
 
 def compose(context: SendContext, channel: str, rows: list[dict[str, Any]]) -> dict[str, Outgoing]:
@@ -224,9 +229,9 @@ def record_outcomes(context: SendContext, outcomes: dict[str, tuple[Outcome, Any
     table = _values("outcomes", OUTCOME_COLUMNS, rows)
     stamp = {"now": literal(moment)}
     with context.engine.transaction():
-        events = _with_table(exp.replace_placeholders(parse_sql(RECORD_EVENTS_SQL), **stamp), "outcomes", table)
+        events = _with_table(exp.replace_placeholders(parsed_sql(RECORD_EVENTS_SQL), **stamp), "outcomes", table)
         context.engine.execute(exp.insert(events, MESSAGE_EVENTS.name, columns=MESSAGE_EVENTS.column_names))
-        context.engine.execute(_with_table(exp.replace_placeholders(parse_sql(RECORD_UPDATE_SQL), **stamp),
+        context.engine.execute(_with_table(exp.replace_placeholders(parsed_sql(RECORD_UPDATE_SQL), **stamp),
                                            "outcomes", table))
 
 

@@ -125,6 +125,24 @@ def run_campaign(workspace: Workspace, engine: Engine, campaign_id: str, *, now:
     return report
 
 
+def run_campaigns(workspace: Workspace, campaign_ids: list[str], open_storage: Callable[[], Engine],
+                  **options: object) -> dict[str, RunReport | Exception]:
+    """Run several campaigns at once, each in a thread on its own connection to the same
+    database; their plans take turns behind the send lock, their sends overlap. Returns
+    each campaign's report, or the error that stopped it (the others still run)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(campaign_id: str) -> RunReport | Exception:
+        try:
+            with open_storage() as engine:
+                return run_campaign(workspace, engine, campaign_id, **options)  # type: ignore[arg-type]
+        except Exception as failure:  # noqa: BLE001 — reported per campaign
+            return failure
+
+    with ThreadPoolExecutor(max_workers=max(len(campaign_ids), 1), thread_name_prefix="campaign") as pool:
+        return dict(zip(campaign_ids, pool.map(one, campaign_ids), strict=True))
+
+
 def _require_transactions(engine: Engine) -> None:
     if not engine.SUPPORTS_TRANSACTIONS:
         raise CampaignError(
@@ -251,7 +269,8 @@ def plan_run(workspace: Workspace, engine: Engine, stored: StoredCampaign, run_i
                               quiet_action=definition.quiet_hours, defer_until=until)
         query = policy_sql(request, policy)
         report.sql["policy"] = engine.render(query)
-        counts = _record_plan(engine, query, now)
+        engine.materialize(PLAN, query, MaterializeHints(scratch=True))
+        counts = _record_plan(engine, now)
         if definition.holdout > 0:
             _record_arms(engine, definition.campaign_id, now)
         _record_run(engine, stored, run_id, scheduled_for, now, counts, actor)
@@ -299,9 +318,9 @@ SELECT MD5(delivery_id || ':' || status || ':' || CAST(:now AS VARCHAR)) AS mess
 FROM activation_plan WHERE status IN ('held_out', 'suppressed', 'deferred')"""
 
 
-def _record_plan(engine: Engine, query: exp.Expression, now: datetime) -> dict[str, int]:
-    """Store the policy's rows as deliveries and their outcome events; return counts by status."""
-    engine.materialize(PLAN, query, MaterializeHints(scratch=True))
+def _record_plan(engine: Engine, now: datetime) -> dict[str, int]:
+    """Store the policy's rows (materialized as PLAN) as deliveries and their outcome events;
+    return counts by status."""
     stamp = {"now": literal(now)}
     engine.execute(exp.insert(exp.replace_placeholders(parse_sql(DELIVERY_ROWS_SQL), **stamp),
                               DELIVERIES.name, columns=[c.name for c in _delivery_columns()]))
@@ -381,7 +400,7 @@ def _replan(workspace: Workspace, engine: Engine, definition: CampaignDefinition
     engine.materialize(PLAN, query, MaterializeHints(scratch=True))
     engine.execute(exp.delete(DELIVERIES.name, where=exp.and_(
         *mine, exp.column("delivery_id").isin(query=exp.select("delivery_id").from_(PLAN)))))
-    counts = _record_plan(engine, query, now)
+    counts = _record_plan(engine, now)
     engine.drop_table(PLAN)
     return counts
 

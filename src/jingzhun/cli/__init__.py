@@ -12,6 +12,7 @@ from jingzhun.cli import (
     analytics_basket,  # noqa: F401  (registers report rules|cross-sell|lineup|bundles|fans-vs-buyers|compare-audiences|source-value)
     analytics_behaviour,  # noqa: F401  (registers report funnel|retention|paths|seasonality|hypotheses)
     analytics_cube,  # noqa: F401  (registers report cube|compare|root-cause)
+    campaigns,  # noqa: F401  (registers campaign create|list|run|results|pause|resume)
     collector,  # noqa: F401
     content,  # noqa: F401  (registers template list|preview, coupon issue|redemptions)
     demo_load,  # noqa: F401  (registers demo load)
