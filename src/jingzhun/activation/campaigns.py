@@ -20,7 +20,6 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pyarrow as pa
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlglot import exp
 
@@ -28,6 +27,7 @@ from jingzhun.activation.policy import Channel, PolicyError, Purpose, literal
 from jingzhun.core.config_errors import ConfigFile, config_error
 from jingzhun.core.errors import ConfigError
 from jingzhun.engine import Engine
+from jingzhun.profiles.tags import read_yaml
 from jingzhun.schema.tables import AUDIT_LOG, CAMPAIGNS
 
 CAMPAIGN_DOC = ConfigFile(" in the campaign definition", "活动定义中", "docs/campaigns.md")
@@ -138,12 +138,7 @@ def parse_campaign(data: object, location: Path | str = "campaign") -> CampaignD
 
 def read_campaign_file(path: Path) -> CampaignDefinition:
     """A campaign definition file (YAML or JSON)."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as broken:
-        raise ConfigError(f"not valid YAML: {broken}.", location=path, fix="check the indentation",
-                          message_zh="不是有效的 YAML。", fix_zh="检查缩进") from None
-    return parse_campaign(data, path)
+    return parse_campaign(read_yaml(path, ConfigError), path)
 
 
 # ---- storage --------------------------------------------------------------------------------

@@ -40,7 +40,6 @@ from typing import Annotated, Any, ClassVar, Literal, final
 
 import httpx
 import orjson
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlglot import exp
 
@@ -49,6 +48,7 @@ from jingzhun.core.config_errors import ConfigFile, config_error
 from jingzhun.core.errors import ConfigError
 from jingzhun.core.workspace import Workspace
 from jingzhun.engine import Engine, parse_sql
+from jingzhun.profiles.tags import read_yaml
 
 DELIVERY_FILE = "delivery.yaml"
 DELIVERY_DOC = ConfigFile(f" in {DELIVERY_FILE}", f"{DELIVERY_FILE} 中", "docs/campaigns.md")
@@ -140,11 +140,7 @@ def load_delivery_config(workspace: Workspace) -> DeliveryConfig:
     path = workspace.definitions_dir / DELIVERY_FILE
     if not path.is_file():
         return DeliveryConfig()
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as broken:
-        raise ConfigError(f"not valid YAML: {broken}.", location=path, fix="check the indentation",
-                          message_zh="不是有效的 YAML。", fix_zh="检查缩进") from None
+    data = read_yaml(path, ConfigError)
     try:
         return DeliveryConfig.model_validate(data or {})
     except ValidationError as invalid:

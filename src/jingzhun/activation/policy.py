@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlglot import exp
 
@@ -47,6 +46,7 @@ from jingzhun.core.config_errors import ConfigFile, config_error
 from jingzhun.core.errors import ConfigError, JingzhunError
 from jingzhun.core.workspace import Workspace
 from jingzhun.engine import parse_sql
+from jingzhun.profiles.tags import read_yaml
 
 Channel = Literal["email", "sms", "wechat", "app_push", "ads"]
 Purpose = Literal["marketing", "transactional"]
@@ -130,7 +130,7 @@ def load_send_policy(workspace: Workspace) -> SendPolicy:
     path = workspace.definitions_dir / POLICY_FILE
     if not path.is_file():
         return SendPolicy()
-    return parse_send_policy(_read(path), path)
+    return parse_send_policy(read_yaml(path, ConfigError), path)
 
 
 def parse_send_policy(data: object, location: Path | str = POLICY_FILE) -> SendPolicy:
@@ -138,14 +138,6 @@ def parse_send_policy(data: object, location: Path | str = POLICY_FILE) -> SendP
         return SendPolicy.model_validate(data or {})
     except ValidationError as invalid:
         raise config_error(invalid.errors()[0], location, SendPolicy, POLICY_DOC) from None
-
-
-def _read(path: Path) -> object:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as broken:
-        raise ConfigError(f"not valid YAML: {broken}.", location=path, fix="check the indentation",
-                          message_zh="不是有效的 YAML。", fix_zh="检查缩进") from None
 
 
 # ---- quiet hours ------------------------------------------------------------------------------
