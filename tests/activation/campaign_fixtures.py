@@ -226,7 +226,8 @@ def write_definitions(workspace: Workspace, *, smtp_port: int | None, webhook_ur
                         f"backoff: 0.01, batch_size: 5}}")
     (workspace.root / ".jingzhun" / "sms_secret").write_text(WEBHOOK_SECRET, encoding="utf-8")
     (workspace.definitions_dir / "delivery.yaml").write_text(
-        f"tracking: {{base_url: '{tracking_url}'}}\nchannels:\n" + "\n".join(channels) + "\n", encoding="utf-8")
+        f"tracking: {{base_url: '{tracking_url}'}}\nchannels:" + ("\n" + "\n".join(channels) if channels else " {}")
+        + "\n", encoding="utf-8")
     if policy is not None:
         (workspace.definitions_dir / "send_policy.yaml").write_text(policy, encoding="utf-8")
 

@@ -27,7 +27,7 @@ from jingzhun.core import Workspace
 from jingzhun.core.errors import ConfigError
 from jingzhun.engine import Engine, open_engine
 from jingzhun.schema import migrate
-from tests.activation.campaign_fixtures import campaign, write_definitions
+from tests.activation.campaign_fixtures import campaign, free_port, write_definitions
 
 SHANGHAI = "Asia/Shanghai"
 
@@ -123,8 +123,8 @@ def test_templates_are_checked_against_the_campaign(workspace: Workspace) -> Non
     assert check_template(workspace, parse_campaign(campaign("spring", ["ads"]))) is None  # ads need no copy
 
 
-def test_cli_create_list_pause_resume(workspace: Workspace, tmp_path) -> None:
-    write_definitions(workspace, smtp_port=None, webhook_url=None)
+def test_cli_create_list_pause_resume_run_results(workspace: Workspace, tmp_path) -> None:
+    write_definitions(workspace, smtp_port=free_port(), webhook_url="http://127.0.0.1:9/send")
     path = tmp_path / "spring.yaml"
     path.write_text(yaml.safe_dump(campaign("spring", ["sms", "email"]), allow_unicode=True), encoding="utf-8")
     runner = CliRunner()
@@ -137,6 +137,11 @@ def test_cli_create_list_pause_resume(workspace: Workspace, tmp_path) -> None:
     paused = runner.invoke(app, ["campaign", "pause", "spring", *common])
     assert "paused" in paused.output
     assert runner.invoke(app, ["campaign", "resume", "spring", *common]).exit_code == 0
+    ran = runner.invoke(app, ["campaign", "run", "spring", *common])  # 2026-11-01 has passed: due, no one consented
+    assert ran.exit_code == 0, ran.output
+    assert "Sent 0, failed 0" in ran.output and "planned" in ran.output
+    results = runner.invoke(app, ["campaign", "results", "spring", *common, "--format", "json"])
+    assert {row["channel"] for row in json.loads(results.output)} <= {"sms", "email"}
     path.write_text(yaml.safe_dump({**campaign("spring", ["sms"]), "channels": ["pager"]}), encoding="utf-8")
     bad = runner.invoke(app, ["campaign", "create", str(path), *common])
     assert bad.exit_code != 0 and isinstance(bad.exception, ConfigError)

@@ -259,9 +259,9 @@ def plan_run(workspace: Workspace, engine: Engine, stored: StoredCampaign, run_i
     audience = audience_sql(workspace, engine, definition)
     silent, until = quiet_channels(now, workspace.config.timezone, policy, definition.purpose, definition.channels)
 
-    def plan() -> dict[str, int]:
+    def plan() -> dict[str, int] | None:
         if run_exists(engine, definition.campaign_id, run_id):
-            return {}
+            return None  # another process planned it meanwhile
         messages, cost = budget_left(engine, definition, run_id=None)
         request = SendRequest(definition.campaign_id, run_id, definition.purpose, definition.channels, audience,
                               now, holdout=definition.holdout, sensitive=definition.sensitive_data,
@@ -278,8 +278,9 @@ def plan_run(workspace: Workspace, engine: Engine, stored: StoredCampaign, run_i
         return counts
 
     counts = locked(engine, plan, holder=f"{definition.campaign_id}:{run_id}")
-    if counts:
-        report.runs.append(run_id)
+    if counts is None:
+        return {}
+    report.runs.append(run_id)
     return counts  # type: ignore[return-value]
 
 

@@ -60,6 +60,9 @@ campaign_app = typer.Typer(help="Campaigns: create, run, pause, results. 营销�
 app.add_typer(campaign_app, name="campaign")
 
 Format = Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")]
+# What fits a terminal; csv and json have every column (pending, unknown, cost, rates too).
+TABLE_COLUMNS = ("run_id", "channel", "arm", "audience", "held_out", "suppressed", "deferred", "sent", "failed",
+                 "opened", "clicked")
 Actor = Annotated[str, typer.Option(help="Who makes the change (audit log).")]
 
 
@@ -121,8 +124,8 @@ def campaign_run(
 
 
 def _print_report(campaign_id: str, report: RunReport, language: str) -> None:
-    if report.planned:
-        counts = ", ".join(f"{status} {n}" for status, n in sorted(report.planned.items()))
+    if report.planned or report.runs:
+        counts = ", ".join(f"{status} {n}" for status, n in sorted(report.planned.items())) or "—"
         console.print(t("campaign.planned", language, campaign=campaign_id, runs=", ".join(report.runs) or "—",
                         counts=counts))
     for note in dict.fromkeys(report.notes):
@@ -144,7 +147,8 @@ def campaign_results_command(
     language = language_of(opened)
     with open_engine(opened, engine, read_only=True) as storage:
         results = campaign_results(storage, campaign_id)
-    _frame(results.funnel, output, language)
+    funnel = results.funnel[[c for c in TABLE_COLUMNS if c in results.funnel]] if output == "table" else results.funnel
+    _frame(funnel, output, language)
     if output == "table" and not results.reasons.empty:
         console.print(t("campaign.reasons", language))
         _frame(results.reasons, output, language)
