@@ -21,12 +21,15 @@ import pytest
 from jingzhun.core import Workspace
 from jingzhun.core.errors import ConfigError
 from jingzhun.engine import Engine, open_engine
+from jingzhun.engine.parity import compare_tables
 from jingzhun.identity.config import load_identity_config
-from jingzhun.identity.marketplace import LEVELS, PREFIX
+from jingzhun.identity.marketplace import BUYERS, PREFIX, link_marketplace_buyers
 from jingzhun.identity.marketplace_quality import marketplace_quality
+from jingzhun.identity.marketplace_sql import LEVELS
 from jingzhun.identity.matching import decide_match, match_records, review_queue
+from jingzhun.identity.matching_records import RECORDS, build_match_records
 from jingzhun.schema import migrate
-from tests.conftest import copy_workspace
+from tests.conftest import copy_workspace, load
 
 MEMBERS = [  # member id, phone, name, city
     ("JZ1", "+8613900001111", "王静怡", "杭州市"),
@@ -39,7 +42,7 @@ MEMBERS = [  # member id, phone, name, city
 ORDERS = [  # order id, buyer type, buyer id, masked phone, receiver, city
     ("o1", "tmall_open_uid", "A", "139****1111", "王**", "杭州市"),
     ("o2", "tmall_open_uid", "A", "139****1111", "王**", "杭州市"),
-    ("o3", "jd_pin", "A-jd", "139****1111", "王*怡", "杭州市"),          # her JD account: links too
+    ("o3", "jd_pin", "A-jd", "139****1111", "王*怡", "杭州市"),          # her JD account: to both
     ("o4", "tmall_open_uid", "B", "139****1234", "李**", "杭州市"),        # 李芳 and 李娜 both fit
     ("o5", "tmall_open_uid", "C", "137****2222", "张**", "上海市"),        # two Tmall ids fit 张伟
     ("o6", "tmall_open_uid", "D", "137****2222", "张**", "上海市"),
@@ -81,20 +84,23 @@ def test_each_rule_on_a_hand_built_store(engine: Engine, workspace: Workspace) -
     status = {pair: row["status"] for pair, row in found.items()}
     assert status == {
         ("A", "JZ1"): "auto_merged", ("A-jd", "JZ1"): "auto_merged", ("F", "JZ5"): "auto_merged",
+        ("A-jd", "A"): "auto_merged",  # one person's JD and Tmall accounts, by the same receiver
         ("B", "JZ2"): "pending", ("B", "JZ3"): "pending", ("C", "JZ4"): "pending", ("D", "JZ4"): "pending",
         ("G", "JZ8"): "pending", ("G", "JZ9"): "pending",
     }
-    assert (result.marketplace.auto_merged, result.marketplace.pending) == (3, 6)
+    assert (result.marketplace.auto_merged, result.marketplace.pending) == (4, 6)
     evidence = {pair: json.loads(row["evidence"]) for pair, row in found.items()}
     assert evidence["A", "JZ1"]["conflict"] == "none" and evidence["A", "JZ1"]["orders_fitting"] == 2
-    assert evidence["A", "JZ1"]["level"] == LEVELS[0] and evidence["A", "JZ1"]["members_sharing_key"] == 1
-    assert evidence["B", "JZ2"]["conflict"] == "buyer_fits_several_members"
-    assert evidence["B", "JZ2"]["members_fitting"] == 2 and found["B", "JZ2"]["match_probability"] < 0.5
-    assert evidence["C", "JZ4"]["conflict"] == "member_fits_several_buyers"
-    assert evidence["G", "JZ8"]["conflict"] == "buyer_fits_several_members"
-    assert evidence["F", "JZ5"]["members_sharing_key"] == 1  # two members, one phone: one candidate
-    # 9 of 13 named receivers fit a member in their city; chance fits are negligible here.
-    assert evidence["A", "JZ1"]["true_fit_rate"] == pytest.approx(9 / 13, abs=1e-3)
+    assert evidence["A", "JZ1"]["level"] == LEVELS[0] and evidence["A", "JZ1"]["sharing_key"] == 1
+    assert evidence["A", "JZ1"]["compared_with"] == "member_id"
+    assert evidence["A-jd", "A"]["compared_with"] == "tmall_open_uid"
+    assert evidence["B", "JZ2"]["conflict"] == "buyer_fits_several"
+    assert evidence["B", "JZ2"]["fitting"] == 2 and found["B", "JZ2"]["match_probability"] < 0.5
+    assert evidence["C", "JZ4"]["conflict"] == "target_fits_several_buyers"
+    assert evidence["G", "JZ8"]["conflict"] == "buyer_fits_several"
+    assert evidence["F", "JZ5"]["sharing_key"] == 1  # two members, one phone: one candidate
+    # Tmall receivers: 5 fits in their city for 8 with a surname; chance fits are negligible.
+    assert evidence["A", "JZ1"]["true_fit_rate"] == pytest.approx(5 / 8, abs=1e-3)
     assert 0 <= evidence["A", "JZ1"]["false_link_chance"] <= 1e-3
 
 
@@ -144,7 +150,8 @@ def test_settings_errors_name_the_key(workspace: Workspace, text: str, key: str)
 
 def test_demo_buyers_link_to_their_members(portrayed_demo: Path, tmp_path: Path, record_property) -> None:
     """On the demo every buyer whose member record has the phone she ships to is linked,
-    and nothing else; the ID graph took every link (none dropped by a limit)."""
+    and nothing else, and one person's accounts on two platforms are linked to each other;
+    the ID graph took every link (none dropped by a limit) and joined both ends."""
     workspace = copy_workspace(portrayed_demo, tmp_path / "ws")
     with open_engine(workspace) as engine:
         quality = marketplace_quality(engine, pq.read_table(portrayed_demo / "demo-truth" / "identifiers.parquet"))
@@ -152,14 +159,31 @@ def test_demo_buyers_link_to_their_members(portrayed_demo: Path, tmp_path: Path,
         record_property("marketplace_quality", json.dumps(quality.as_dict()))
         assert quality.linked > 0.5 * quality.buyers
         assert quality.precision >= 0.99 and quality.recall_with_evidence >= 0.99
+        assert quality.linked_across > 0 and quality.precision_across >= 0.99
         links = engine.query(
             "SELECT COUNT(*) AS n, COUNT(revoked_at) AS revoked FROM identity_links WHERE rule = 'marketplace_match'"
         ).to_pylist()[0]
-        assert links == {"n": quality.linked, "revoked": 0}
+        assert links == {"n": quality.linked + quality.linked_across, "revoked": 0}
         one_person = engine.query(f"""
             SELECT COUNT(*) AS n FROM match_candidates AS c
             JOIN identities AS b ON b.id_type = c.left_type AND b.id_value = c.left_value
             JOIN identities AS m ON m.id_type = c.right_type AND m.id_value = c.right_value
             WHERE c.candidate_id LIKE '{PREFIX}%' AND c.status = 'auto_merged' AND b.person_id = m.person_id
         """).column("n")[0].as_py()
-        assert one_person == quality.linked
+        assert one_person == quality.linked + quality.linked_across
+
+
+@pytest.mark.spark
+def test_duckdb_and_spark_write_the_same_candidates(both_engines, demo_tables, demo_workspace: Workspace) -> None:
+    """The step alone on both engines over the demo's orders and CRM rows (the pipeline's
+    parity harness, tests/test_parity.py, compares the same tables after every stage)."""
+    for engine in both_engines:
+        load(engine, {name: demo_tables[name] for name in ("orders", "source_records")})
+        build_match_records(engine, demo_workspace)
+        link_marketplace_buyers(demo_workspace, engine, RECORDS)
+    duck, spark = both_engines
+    for table in ("match_candidates", BUYERS):
+        left, right = (engine.read_table(table).drop_columns(["created_at"]) if table == "match_candidates"
+                       else engine.read_table(table) for engine in (duck, spark))
+        report = compare_tables(table, left, right)
+        assert report.equal and report.left_rows > 1000, report.differences

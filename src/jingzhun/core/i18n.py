@@ -61,10 +61,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "{members} members (fewer than {needed}): matching skipped",
     },
     "note.marketplace_done": {
-        "zh": "平台买家关联会员：{buyers} 个买家，自动关联 {auto_merged} 个，待审核 {pending} 个"
-              "（真实匹配率 {rate_city}）",
-        "en": "Marketplace buyers: {buyers} buyers, {auto_merged} linked to a member, {pending} to review "
-              "(true-fit rate {rate_city})",
+        "zh": "平台买家关联：{buyers} 个买家，自动关联 {auto_merged} 对（会员或其他平台买家），"
+              "待审核 {pending} 对（会员真实匹配率 {rate_city}）",
+        "en": "Marketplace buyers: {buyers} buyers, {auto_merged} pairs linked (to members or across "
+              "platforms), {pending} to review (members' true-fit rate {rate_city})",
     },
     "note.marketplace_disabled": {
         "zh": "平台买家关联已关闭（identity.yaml 的 marketplace.enabled）",

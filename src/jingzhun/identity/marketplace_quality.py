@@ -3,8 +3,9 @@
 The demo generator knows whose buyer id is whose (`demo-truth/identifiers.parquet`:
 person_key, id_type, id_value, with tmall_open_uid, jd_pin and douyin_user_id); so
 does a brand that hand-checked a sample. A buyer id is *linked* when its
-`marketplace_match` candidate is `auto_merged` or `accepted`, and the link is true
-when the buyer and the member are one person in the truth.
+`marketplace_match` candidate with a member is `auto_merged` or `accepted`, and the
+link is true when the buyer and the member are one person in the truth. Links between
+buyer ids of two platforms are counted apart (`linked_across`, with their precision).
 
 Two recalls, because the data bound what any matcher can do:
 
@@ -22,7 +23,8 @@ import pyarrow as pa
 
 from jingzhun.engine import Engine
 from jingzhun.identity.identifiers import in_list, masked_phone_sql
-from jingzhun.identity.marketplace import MEMBER_TYPE, PREFIX
+from jingzhun.identity.marketplace import PREFIX
+from jingzhun.identity.marketplace_sql import MEMBER_TYPE
 from jingzhun.identity.matching_records import RECORDS
 
 TRUTH = "identity_market_truth"
@@ -49,22 +51,29 @@ judged AS (
   FROM owned AS o LEFT JOIN members AS m ON m.person_key = o.person_key
   GROUP BY o.buyer_type, o.buyer_id
 ),
-links AS (
-  SELECT c.left_type, c.left_value, MAX(CASE WHEN tb.person_key = m.person_key THEN 1 ELSE 0 END) AS correct
+linked AS (
+  SELECT c.left_type, c.left_value, c.right_type,
+    CASE WHEN tb.person_key = COALESCE(m.person_key, tr.person_key) THEN 1 ELSE 0 END AS correct
   FROM match_candidates AS c
   LEFT JOIN {TRUTH} AS tb ON tb.id_type = c.left_type AND tb.id_value = c.left_value
-  LEFT JOIN members AS m ON m.member_id = c.right_value
+  LEFT JOIN members AS m ON c.right_type = '{MEMBER_TYPE}' AND m.member_id = c.right_value
+  LEFT JOIN {TRUTH} AS tr ON c.right_type <> '{MEMBER_TYPE}' AND tr.id_type = c.right_type
+    AND tr.id_value = c.right_value
   WHERE c.candidate_id LIKE '{PREFIX}%' AND c.status IN ('auto_merged', 'accepted')
-  GROUP BY c.left_type, c.left_value
 ),
+links AS (
+  SELECT left_type, left_value, MAX(correct) AS correct FROM linked WHERE right_type = '{MEMBER_TYPE}'
+  GROUP BY left_type, left_value
+),
+across AS (SELECT COUNT(*) AS n, SUM(correct) AS correct FROM linked WHERE right_type <> '{MEMBER_TYPE}'),
 pending AS (SELECT COUNT(DISTINCT left_type || ':' || left_value) AS n FROM match_candidates
             WHERE candidate_id LIKE '{PREFIX}%' AND status = 'pending')
 SELECT COUNT(*) AS buyers, SUM(j.member) AS with_member, SUM(j.evidence) AS with_evidence,
   (SELECT COUNT(*) FROM links) AS linked, (SELECT SUM(correct) FROM links) AS linked_true,
   SUM(CASE WHEN l.correct = 1 THEN j.evidence ELSE 0 END) AS linked_true_with_evidence,
-  MAX(p.n) AS pending_buyers
+  MAX(p.n) AS pending_buyers, MAX(a.n) AS linked_across, MAX(a.correct) AS linked_across_true
 FROM judged AS j LEFT JOIN links AS l ON l.left_type = j.buyer_type AND l.left_value = j.buyer_id
-CROSS JOIN pending AS p
+CROSS JOIN pending AS p CROSS JOIN across AS a
 """
 
 
@@ -79,6 +88,12 @@ class MarketplaceQuality:
     linked_true: int
     linked_true_with_evidence: int
     pending_buyers: int
+    linked_across: int = 0        # buyer ids linked to a buyer id of another platform
+    linked_across_true: int = 0
+
+    @property
+    def precision_across(self) -> float:
+        return self.linked_across_true / self.linked_across if self.linked_across else 1.0
 
     @property
     def precision(self) -> float:
@@ -94,7 +109,8 @@ class MarketplaceQuality:
 
     def as_dict(self) -> dict[str, float | int]:
         return {**asdict(self), "precision": round(self.precision, 4), "recall": round(self.recall, 4),
-                "recall_with_evidence": round(self.recall_with_evidence, 4)}
+                "recall_with_evidence": round(self.recall_with_evidence, 4),
+                "precision_across": round(self.precision_across, 4)}
 
 
 def marketplace_quality(engine: Engine, truth: pa.Table) -> MarketplaceQuality:

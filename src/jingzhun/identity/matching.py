@@ -213,7 +213,7 @@ def write_candidates(engine: Engine, scored: str, settings: MatchingSettings, ve
 
 
 REVIEW_FIELDS = BUYER_FIELDS  # name, birthday, gender, province, city, phone
-# A marketplace buyer's side (left) is its receiver: 王**, the masked phone, the city.
+# A marketplace buyer's side is its receiver: 王**, the masked phone, the city.
 REVIEW_SQL = """
 SELECT c.candidate_id, c.match_probability, c.match_weight, c.left_type, c.left_value,
   c.right_type, c.right_value, c.evidence, c.model_version, c.created_at, {sides}
@@ -221,6 +221,7 @@ FROM match_candidates AS c
 LEFT JOIN {records} AS l ON c.left_type = :id_type AND l.member_id = c.left_value
 LEFT JOIN {records} AS r ON c.right_type = :id_type AND r.member_id = c.right_value
 LEFT JOIN {buyers} AS b ON b.buyer_type = c.left_type AND b.buyer_id = c.left_value
+LEFT JOIN {buyers} AS rb ON rb.buyer_type = c.right_type AND rb.buyer_id = c.right_value
 WHERE c.status = 'pending'
 ORDER BY c.match_probability DESC, c.candidate_id
 """
@@ -232,7 +233,7 @@ def review_queue(engine: Engine) -> pa.Table:
     engine.create_table(RECORDS, RECORD_COLUMNS)  # empty until the first run
     engine.create_table(BUYERS, BUYER_COLUMNS)
     sides = ", ".join([f"COALESCE(l.{name}, b.{name}) AS l_{name}" for name in REVIEW_FIELDS]
-                      + [f"r.{name} AS r_{name}" for name in REVIEW_FIELDS])
+                      + [f"COALESCE(r.{name}, rb.{name}) AS r_{name}" for name in REVIEW_FIELDS])
     sql = REVIEW_SQL.format(sides=sides, records=RECORDS, buyers=BUYERS)
     return engine.query(_bind(sql, id_type=ID_TYPE))
 
