@@ -103,10 +103,13 @@ def test_wechat_values_follow_their_type(key: str, value: str, ok: bool) -> None
 
 
 def test_wechat_thing_is_shortened_only_when_allowed_and_says_so() -> None:
-    out = check_wechat("您好", {"thing1": "好" * 25, "time2": "2026-10-31"}, truncate=True, where=WHERE)
+    english = Where("t", "wechat", "en")
+    out = check_wechat("您好", {"thing1": "好" * 25, "time2": "2026-10-31"}, truncate=True, where=english)
     assert out.fields["thing1"] == "好" * 19 + "…" and out.title == "您好"
     assert any("thing1 shortened" in note for note in out.notes)
     assert any("first/remark" in note for note in out.notes)
+    chinese = check_wechat(None, {"thing1": "好" * 25}, truncate=True, where=WHERE)
+    assert chinese.notes == ("thing1 已截短为 20 字",)
     with pytest.raises(ChannelLimitError, match="keyword"):
         check_wechat("only a title", {"remark": "x"}, truncate=False, where=WHERE)
     with pytest.raises(ChannelLimitError, match="empty"):

@@ -81,6 +81,10 @@ class Where:
         person = f"，客户 {self.person_id}" if self.person_id else ""
         return f"模板 {self.template_id!r}（{self.channel}/{self.language}{person}）"
 
+    def say(self, zh: str, en: str) -> str:
+        """A note in the message's own language."""
+        return zh if self.language == "zh" else en
+
 
 @dataclass(frozen=True)
 class ChannelOutput:
@@ -157,8 +161,7 @@ def check_sms(sms: str, *, max_parts: int, where: Where) -> ChannelOutput:
                       f"({max_parts} part(s) at most: 70 for one, 67 per part when concatenated)."),
                      ("缩短文案（商品名可用 shorten 过滤器截短），或提高模板的 max_parts",
                       "shorten the text (cut product names with the shorten filter) or raise the template's max_parts"))
-    notes = (f"{count.chars} chars, {count.parts} part(s)",)
-    return ChannelOutput(title=None, body=sms, parts=count.parts, notes=notes)
+    return ChannelOutput(title=None, body=sms, parts=count.parts)
 
 
 # ---- WeChat template messages -------------------------------------------------------------------
@@ -212,7 +215,8 @@ def check_wechat(title: str | None, fields: dict[str, str], *, truncate: bool, w
         checked[key], note = _wechat_value(key, raw, truncate, where)
         notes += [note] if note else []
     if "first" in checked or "remark" in checked:
-        notes.append("WeChat has not shown first/remark since 2023-05; put what matters in keyword fields")
+        notes.append(where.say("微信自 2023 年 5 月起不再显示 first/remark，重要内容请放在关键词字段",
+                               "WeChat has not shown first/remark since 2023-05; put what matters in keyword fields"))
     title_out = checked.pop("first", None)
     return ChannelOutput(title=title_out, body="\n".join(f"{k}: {v}" for k, v in checked.items()),
                          fields=checked, notes=tuple(notes))
@@ -231,7 +235,7 @@ def _wechat_value(key: str, raw: str, truncate: bool, where: Where) -> tuple[str
     limit, pattern, rule_zh, rule_en = _wechat_rule(key, kind)
     note = None
     if len(value) > limit and truncate and kind in ("thing", "classic"):
-        value, note = value[: limit - 1] + ELLIPSIS, f"{key} shortened to {limit} characters"
+        value, note = value[: limit - 1] + ELLIPSIS, where.say(f"{key} 已截短为 {limit} 字", f"{key} shortened to {limit} characters")
     if len(value) > limit or (pattern and not re.fullmatch(pattern, value)):
         raise _limit(where, f"fields.{key}",
                      (f"字段 {key}（{kind}）的值 {value!r} 不符合微信规则：{rule_zh}。",
@@ -290,7 +294,8 @@ def check_push(title: str, body: str, *, truncate: bool, where: Where) -> Channe
                                          f"characters); vendor channels refuse it."),
                          ("缩短正文，或在模板中设 truncate: true 允许以“…”截断",
                           "shorten the body, or set truncate: true to allow cutting it with '…'"))
-        body, notes = _cut_to_width(body, PUSH_BODY_WIDTH), ("body shortened to 100 half-width units",)
+        body = _cut_to_width(body, PUSH_BODY_WIDTH)
+        notes = (where.say("正文已截短为 100 个半角宽度（50 个汉字）", "body shortened to 100 half-width units"),)
     return ChannelOutput(title=title, body=body, notes=notes)
 
 

@@ -216,28 +216,26 @@ def _with_preview_coupon(rows: list[dict], template: MessageTemplate, workspace:
 def _render_all(template: MessageTemplate, texts: dict[str, CompiledText], rows: list[dict], channel: str,
                 language: str, workspace: Workspace, links: Links | None, now: datetime) -> list[RenderedMessage]:
     settings = load_settings(workspace)
-    uses_url = any("url" in text.names for text in texts.values())
     messages = []
     for context, product_ids in person_contexts(rows, language, channel, settings, workspace.config.timezone, now):
-        messages.append(_render_one(template, texts, context, tuple(product_ids), settings, links, uses_url))
+        messages.append(_render_one(template, texts, context, tuple(product_ids), settings, links))
     return messages
 
 
 def _render_one(template: MessageTemplate, texts: dict[str, CompiledText], context: dict,
-                product_ids: tuple[str, ...], settings: ContentSettings, links: Links | None,
-                uses_url: bool) -> RenderedMessage:
+                product_ids: tuple[str, ...], settings: ContentSettings, links: Links | None) -> RenderedMessage:
     person_id = context["person"]["id"]
     context["link"] = (lambda url: links(person_id, str(url))) if links else (lambda url: str(url))
-    landing = None
-    if uses_url:
-        target = render_text(template, texts["link"], context, person_id) if "link" in texts else settings.site_url
-        landing = context["link"](target) if target else ""
+    # The landing page (tracked): `url` in the texts, and the tap target of a push or WeChat message.
+    target = render_text(template, texts["link"], context, person_id) if "link" in texts else settings.site_url
+    landing = context["link"](target) if target else None
     context["url"] = landing or ""
     parts = {part: render_text(template, text, context, person_id) for part, text in texts.items() if part != "link"}
     where = Where(template.id, context["channel"], context["language"], person_id)
     output = apply_channel(template, parts, context, settings, where)
     coupon = context["coupon"]
-    notes = output.notes + (("preview coupon code: not issued",) if coupon and coupon["preview"] else ())
+    preview = where.say("预览券码：尚未发放", "preview coupon code: not issued")
+    notes = output.notes + ((preview,) if coupon and coupon["preview"] else ())
     return RenderedMessage(
         person_id=person_id, channel=where.channel, language=where.language, title=output.title, body=output.body,
         fields=output.fields, coupon_code=coupon["code"] if coupon else None, product_ids=product_ids,

@@ -65,7 +65,6 @@ class CompiledText:
 
     key: tuple[str, ...]
     template: Template
-    names: frozenset[str]  # the context names it uses
 
     @property
     def part(self) -> str:
@@ -93,8 +92,7 @@ def _compile(template: MessageTemplate, key: tuple[str, ...], source: str, html:
                              (f"语法错误：{broken.message}", f"syntax error: {broken.message}"),
                              ("检查 {{ }} 与 {% %} 是否成对、括号是否闭合", "check that {{ }} and {% %} pairs and brackets are closed")) from None
     check_names(template, key, tree)
-    names = frozenset(meta.find_undeclared_variables(tree))
-    return CompiledText(key, env.from_string(tree), names)  # type: ignore[arg-type]
+    return CompiledText(key, env.from_string(tree))  # type: ignore[arg-type]
 
 
 def check_names(template: MessageTemplate, key: tuple[str, ...], tree: nodes.Template) -> None:

@@ -94,8 +94,8 @@ def template_preview(
         console.print(f"[bold]{key}[/]: {value}", highlight=False)
     if channel == "sms":
         count = count_sms(message.body)
-        console.print(f"{count.chars} 字，{count.parts} 条" if _zh(language) else
-                      f"{count.chars} characters, {count.parts} part(s)")
+        console.print(f"{count.chars} 字，计费 {count.parts} 条" if _zh(language) else
+                      f"{count.chars} characters, billed as {count.parts} part(s)")
     extras = [f"coupon {message.coupon_code}"] if message.coupon_code else []
     extras += [f"products {', '.join(message.product_ids)}"] if message.product_ids else []
     for line in extras + list(message.notes) + [f"sha256 {message.content_hash}"]:
