@@ -135,7 +135,11 @@ def test_campaign_with_holdout_tracked_back_through_the_collector(demo: Workspac
             assert answer.status_code == 200 and answer.headers["content-type"] == "image/gif"
         forged = links[0][:-6] + ("AAAAAA" if not links[0].endswith("AAAAAA") else "BBBBBB")
         assert httpx.get(forged, follow_redirects=False, timeout=10).status_code == 404
-        expected = len(links) + len(sms_links) + len(pixels)
+        leaving = next(iter(mails.values()))  # the inbox's one-click unsubscribe (RFC 8058)
+        unsubscribe = leaving["List-Unsubscribe"].strip("<>")
+        assert "<form method=\"post\">" in httpx.get(unsubscribe, timeout=10).text  # a GET only asks
+        assert httpx.post(unsubscribe, content=b"List-Unsubscribe=One-Click", timeout=10).status_code == 200
+        expected = len(links) + len(sms_links) + len(pixels) + 1
         wait_for(lambda: collector.health()["loaded_events"] >= expected, timeout=120)
     with open_engine(demo) as engine:
         events = engine.query("SELECT event, properties->>'$.delivery_id' AS delivery_id FROM events "
@@ -143,8 +147,12 @@ def test_campaign_with_holdout_tracked_back_through_the_collector(demo: Workspac
         recorded = engine.query("SELECT delivery_id, event_type FROM message_events "
                                 "WHERE event_type IN ('opened', 'clicked')").to_pandas()
         results = campaign_results(engine, "vip_news")
+        withdrawn = engine.query("SELECT person_id, channel FROM consents WHERE status = 'withdrawn' "
+                                 "AND source_id = 'jingzhun-tracking'").to_pylist()
     clicked = {re.search(r"/t/c/([A-Za-z0-9_-]+)", link).group(1) for link in links + sms_links}
-    assert Counter(events.event) == {"Link Clicked": len(clicked), "Email Opened": len(pixels)}
+    assert Counter(events.event) == {"Link Clicked": len(clicked), "Email Opened": len(pixels), "Unsubscribed": 1}
+    person = sent[sent.delivery_id == leaving["X-Jingzhun-Delivery"]].person_id.item()
+    assert withdrawn == [{"person_id": person, "channel": "email"}]  # the next campaign leaves them out
     assert set(recorded[recorded.event_type == "clicked"].delivery_id) == set(events[events.event == "Link Clicked"].delivery_id)
     assert len(recorded[recorded.event_type == "opened"]) == len(pixels)
     totals = results.funnel.groupby("channel")[["sent", "opened", "clicked"]].sum()

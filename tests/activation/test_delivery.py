@@ -30,6 +30,7 @@ from jingzhun.collect.collector.tracking import (
     EMAIL_OPENED,
     LINK_CLICKED,
     TRACKING_SOURCE_ID,
+    UNSUBSCRIBED,
     read_token,
     sign_token,
     tracking_secret,
@@ -46,7 +47,8 @@ def message(n: int = 1, **changes: object) -> Outgoing:
     base = {"delivery_id": hashlib.md5(f"d{n}".encode()).hexdigest(), "campaign_id": "spring",
             "person_id": f"P0{n}", "channel": "email", "address": f"p0{n}@example.com",
             "title": "王女士，您的专属福利", "body": "王女士，您好：\n\n新品在此：https://t.example/t/c/abc\n",
-            "language": "zh", "content_hash": "h" * 64, "open_pixel_url": "https://t.example/t/o/xyz.gif"}
+            "language": "zh", "content_hash": "h" * 64, "open_pixel_url": "https://t.example/t/o/xyz.gif",
+            "unsubscribe_url": "https://t.example/t/u/uvw"}
     return Outgoing(**{**base, **changes})
 
 
@@ -67,6 +69,8 @@ def test_smtp_sends_text_and_html_with_the_open_pixel() -> None:
     assert recipients == ["p01@example.com"]
     assert mail["Subject"] == "王女士，您的专属福利" and "演示零售" in mail["From"]
     assert mail["X-Jingzhun-Delivery"] == message(1).delivery_id
+    assert mail["List-Unsubscribe"] == "<https://t.example/t/u/uvw>"
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     text = mail.get_body(("plain",)).get_content()
     html = mail.get_body(("html",)).get_content()
     assert "新品在此" in text and '<img src="https://t.example/t/o/xyz.gif"' in html
@@ -213,9 +217,13 @@ def test_tokens_are_signed_and_short(workspace: Workspace) -> None:
     link = tracker.link(delivery, "https://shop.example.com/p/1?utm=sms")
     token = link.rsplit("/", 1)[1]
     assert link.startswith("https://t.brand.cn/t/c/") and len(token) < 90
-    assert read_token(secret, token) == {"d": delivery, "c": "spring", "u": "https://shop.example.com/p/1?utm=sms"}
+    assert read_token(secret, token) == {"k": "click", "d": delivery, "c": "spring",
+                                         "u": "https://shop.example.com/p/1?utm=sms"}
     opened = tracker.pixel(delivery).rsplit("/", 1)[1].removesuffix(".gif")
-    assert read_token(secret, opened) == {"d": delivery, "c": "spring"}
+    assert read_token(secret, opened) == {"k": "open", "d": delivery, "c": "spring"}
+    leaving = tracker.unsubscribe(delivery)
+    assert leaving.startswith("https://t.brand.cn/t/u/")
+    assert read_token(secret, leaving.rsplit("/", 1)[1]) == {"k": "unsubscribe", "d": delivery, "c": "spring"}
     tampered = token[:10] + ("A" if token[10] != "A" else "B") + token[11:]
     assert read_token(secret, tampered) is None
     assert read_token(b"another secret" * 2, token) is None
@@ -225,7 +233,7 @@ def test_tokens_are_signed_and_short(workspace: Workspace) -> None:
         sign_token(secret, delivery, "spring", "javascript:alert(1)")
 
 
-def test_clicks_and_opens_become_message_events_once(tmp_path: Path, workspace: Workspace) -> None:
+def test_clicks_opens_and_unsubscribes_are_recorded_once(tmp_path: Path, workspace: Workspace) -> None:
     engine = DuckDBEngine(tmp_path / "w.duckdb")
     migrate(engine)
     engine.execute("INSERT INTO deliveries (delivery_id, campaign_id, person_id, channel, status) "
@@ -241,11 +249,19 @@ def test_clicks_and_opens_become_message_events_once(tmp_path: Path, workspace: 
         event("m3", LINK_CLICKED, "unknown-delivery"),  # no such delivery: nothing to record
         event("m4", LINK_CLICKED, "d1", source="src_web"),  # an SDK cannot forge a click
         {**event("m5", "Product Viewed", "d1")},
+        event("m6", UNSUBSCRIBED, "d1"),
     ])
-    assert record_message_events(workspace, engine, events) == 2
+    assert record_message_events(workspace, engine, events) == 3
     assert record_message_events(workspace, engine, events) == 0  # a replayed batch adds nothing
     rows = engine.query("SELECT message_event_id, delivery_id, person_id, event_type FROM message_events "
                         "ORDER BY event_type").to_pylist()
+    consents = engine.query("SELECT person_id, purpose, channel, status, recorded_at, source_id, evidence "
+                            "FROM consents").to_pylist()
     engine.close()
     assert rows == [{"message_event_id": "ev:m1", "delivery_id": "d1", "person_id": "P01", "event_type": "clicked"},
-                    {"message_event_id": "ev:m2", "delivery_id": "d1", "person_id": "P01", "event_type": "opened"}]
+                    {"message_event_id": "ev:m2", "delivery_id": "d1", "person_id": "P01", "event_type": "opened"},
+                    {"message_event_id": "ev:m6", "delivery_id": "d1", "person_id": "P01",
+                     "event_type": "unsubscribed"}]
+    assert consents == [{"person_id": "P01", "purpose": "marketing", "channel": "email", "status": "withdrawn",
+                         "recorded_at": at, "source_id": TRACKING_SOURCE_ID,
+                         "evidence": '{"delivery_id": "d1", "message_id": "m6"}'}]

@@ -183,6 +183,7 @@ class Outgoing:
     content_hash: str | None = None
     open_pixel_url: str | None = None
     html: str | None = None  # e-mail: the HTML part (`body` is then the plain-text part)
+    unsubscribe_url: str | None = None  # marketing: the tracked unsubscribe link (List-Unsubscribe)
 
 
 @dataclass(frozen=True)
@@ -279,6 +280,9 @@ class SmtpAdapter(DeliveryAdapter):
         email["Subject"] = message.title or ""
         email["Message-ID"] = make_msgid(idstring=message.delivery_id[:16], domain=s.from_address.split("@")[1])
         email["X-Jingzhun-Delivery"] = message.delivery_id
+        if message.unsubscribe_url:  # RFC 2369 / 8058: the inbox's own unsubscribe button, one click
+            email["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
+            email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         email.set_content(message.body)
         email.add_alternative(email_html(message), subtype="html")
         return email
@@ -352,7 +356,7 @@ class WebhookAdapter(DeliveryAdapter):
             "person_id": message.person_id, "channel": message.channel, "to": message.address,
             "language": message.language, "title": message.title, "body": message.body,
             "fields": message.fields, "html": message.html, "coupon_code": message.coupon_code,
-            "content_hash": message.content_hash,
+            "content_hash": message.content_hash, "unsubscribe_url": message.unsubscribe_url,
         })
 
     def _send(self, message: Outgoing) -> Outcome:

@@ -190,15 +190,15 @@ def compose(context: SendContext, channel: str, rows: list[dict[str, Any]]) -> d
                                language=definition.language, campaign_id=definition.campaign_id, links=links,
                                now=now)
     address_of = {row["person_id"]: row["address"] for row in rows}
+    marketing, email = definition.purpose == "marketing", channel == "email"
     messages = {}
     for item in rendered:
         delivery_id = delivery_of[item.person_id]
-        email = channel == "email"
         messages[delivery_id] = Outgoing(
             delivery_id, definition.campaign_id, item.person_id, channel, address_of[item.person_id], item.title,
             (item.text or "") if email else item.body, dict(item.fields or {}), item.language, item.coupon_code,
             item.content_hash, tracker.pixel(delivery_id) if tracker and email else None,
-            item.body if email else None)
+            item.body if email else None, tracker.unsubscribe(delivery_id) if tracker and marketing else None)
     return messages
 
 

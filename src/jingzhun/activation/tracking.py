@@ -1,13 +1,15 @@
-"""Tracked links and opens, from the message out to `message_events` and back.
+"""Tracked links, opens and unsubscribes, from the message out to `message_events` and back.
 
-Out: `LinkTracker` rewrites each link of a message to the collector's `/t/c/{token}` and
-gives e-mails an open pixel `/t/o/{token}.gif`; the token is the delivery id (plus campaign
-and target) signed with the workspace's tracking secret (collect.collector.tracking).
+Out: `LinkTracker` rewrites each link of a message to the collector's `/t/c/{token}`, gives
+e-mails an open pixel `/t/o/{token}.gif` and an unsubscribe link `/t/u/{token}` (in the
+List-Unsubscribe header); the token is the delivery id (plus campaign and target) signed
+with the workspace's tracking secret (collect.collector.tracking).
 
 Back: the collector logs each click or open as a `Link Clicked` / `Email Opened` event of
 its own source (`jingzhun-tracking`), and `record_message_events`, the after-load hook the
 collector's loader calls after each batch, turns them into `message_events` rows
-(`clicked` / `opened`) joined to their delivery. Only events of the tracking source count:
+(`clicked` / `opened` / `unsubscribed`) joined to their delivery; an unsubscribe also
+withdraws the person's marketing consent on that channel in `consents`. Only events of the tracking source count:
 an SDK with a write key cannot forge a click on someone else's delivery. The row id comes
 from the event's messageId, so a replayed batch records nothing twice, and
 `rebuild_message_events` derives the same rows from the whole `events` table.
@@ -26,16 +28,17 @@ from jingzhun.collect.collector.tracking import (
     EMAIL_OPENED,
     LINK_CLICKED,
     TRACKING_SOURCE_ID,
+    UNSUBSCRIBED,
     safe_target,
     sign_token,
     tracking_secret,
 )
 from jingzhun.core.workspace import Workspace
 from jingzhun.engine import Engine, parse_sql
-from jingzhun.schema.tables import MESSAGE_EVENTS
+from jingzhun.schema.tables import CONSENTS, MESSAGE_EVENTS
 
 BATCH_TABLE = "activation_tracking_batch"
-EVENT_TYPES = {LINK_CLICKED: "clicked", EMAIL_OPENED: "opened"}
+EVENT_TYPES = {LINK_CLICKED: "clicked", EMAIL_OPENED: "opened", UNSUBSCRIBED: "unsubscribed"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,10 @@ class LinkTracker:
     def pixel(self, delivery_id: str) -> str:
         return f"{self.base_url.rstrip('/')}/t/o/{sign_token(self.secret, delivery_id, self.campaign_id)}.gif"
 
+    def unsubscribe(self, delivery_id: str) -> str:
+        token = sign_token(self.secret, delivery_id, self.campaign_id, unsubscribe=True)
+        return f"{self.base_url.rstrip('/')}/t/u/{token}"
+
 
 def link_tracker(workspace: Workspace, config: DeliveryConfig, campaign_id: str) -> LinkTracker | None:
     """The campaign's tracker, or None when delivery.yaml names no tracking base URL."""
@@ -65,17 +72,34 @@ def link_tracker(workspace: Workspace, config: DeliveryConfig, campaign_id: str)
 
 MESSAGE_EVENTS_SQL = """
 SELECT 'ev:' || e.message_id AS message_event_id, d.delivery_id, d.campaign_id, d.person_id,
-  CASE e.event WHEN 'Link Clicked' THEN 'clicked' ELSE 'opened' END AS event_type,
+  CASE e.event WHEN 'Link Clicked' THEN 'clicked' WHEN 'Email Opened' THEN 'opened' ELSE 'unsubscribed' END
+    AS event_type,
   e.timestamp AS occurred_at, e.properties
 FROM tracked_events AS e
 JOIN deliveries AS d ON d.delivery_id = e.properties->>'$.delivery_id'
-WHERE e.source_id = :source AND e.event IN ('Link Clicked', 'Email Opened')
+WHERE e.source_id = :source AND e.event IN ('Link Clicked', 'Email Opened', 'Unsubscribed')
+  AND NOT EXISTS (SELECT 1 FROM message_events AS m WHERE m.message_event_id = 'ev:' || e.message_id)"""
+
+# An unsubscribe withdraws marketing consent on the delivery's channel (transactional
+# messages, such as an order shipped, still go); the evidence names the delivery and event.
+WITHDRAWALS_SQL = """
+SELECT d.person_id, 'marketing' AS purpose, d.channel, 'withdrawn' AS status, e.timestamp AS recorded_at,
+  e.source_id, '{"delivery_id": "' || d.delivery_id || '", "message_id": "' || e.message_id || '"}' AS evidence
+FROM tracked_events AS e
+JOIN deliveries AS d ON d.delivery_id = e.properties->>'$.delivery_id'
+WHERE e.source_id = :source AND e.event = 'Unsubscribed'
   AND NOT EXISTS (SELECT 1 FROM message_events AS m WHERE m.message_event_id = 'ev:' || e.message_id)"""
 
 
 def message_events_sql(source: str) -> exp.Expression:
     """The `message_events` rows for the tracking events in table `source` not yet recorded."""
     query = parse_sql(MESSAGE_EVENTS_SQL.replace("tracked_events", source))
+    return exp.replace_placeholders(query, source=exp.convert(TRACKING_SOURCE_ID))
+
+
+def withdrawals_sql(source: str) -> exp.Expression:
+    """The `consents` withdrawals for the unsubscribes in table `source` not yet recorded."""
+    query = parse_sql(WITHDRAWALS_SQL.replace("tracked_events", source))
     return exp.replace_placeholders(query, source=exp.convert(TRACKING_SOURCE_ID))
 
 
@@ -91,20 +115,27 @@ def record_message_events(workspace: Workspace, engine: Engine, events: pa.Table
     engine.write_table(BATCH_TABLE, tracked.select(["message_id", "event", "timestamp", "source_id", "properties"]),
                        mode="replace")
     try:
-        return _insert(engine, message_events_sql(BATCH_TABLE))
+        return _record(engine, BATCH_TABLE)
     finally:
         engine.drop_table(BATCH_TABLE)
 
 
 def rebuild_message_events(engine: Engine) -> int:
-    """Record every click and open in `events` that `message_events` lacks (after a restore)."""
-    return _insert(engine, message_events_sql("events"))
+    """Record every click, open and unsubscribe in `events` that `message_events` lacks (after a restore)."""
+    return _record(engine, "events")
 
 
-def _insert(engine: Engine, rows: exp.Expression) -> int:
-    """Append the rows (few: the clicks and opens of one batch) through Arrow, which every
-    engine can write."""
-    found = engine.query(exp.select(*MESSAGE_EVENTS.column_names).from_(rows.subquery("r")))
+def _record(engine: Engine, source: str) -> int:
+    """Withdrawals first, then the events that guard them, in one transaction: a replay finds
+    the events and adds neither again."""
+    with engine.transaction():
+        _append(engine, CONSENTS.name, CONSENTS.column_names, withdrawals_sql(source))
+        return _append(engine, MESSAGE_EVENTS.name, MESSAGE_EVENTS.column_names, message_events_sql(source))
+
+
+def _append(engine: Engine, table: str, columns: list[str], rows: exp.Expression) -> int:
+    """Append the rows (few: the responses of one batch) through Arrow, which every engine can write."""
+    found = engine.query(exp.select(*columns).from_(rows.subquery("r")))
     if found.num_rows:
-        engine.write_table(MESSAGE_EVENTS.name, found)
+        engine.write_table(table, found)
     return found.num_rows

@@ -1,4 +1,5 @@
-"""Tracked links and open pixels: `/t/c/{token}` and `/t/o/{token}.gif` on the collector.
+"""Tracked links, open pixels and unsubscribe links: `/t/c/{token}`, `/t/o/{token}.gif` and
+`/t/u/{token}` on the collector.
 
 A campaign rewrites each link of a message to `/t/c/{token}` and adds an open pixel
 `/t/o/{token}.gif` to e-mails. The token is the delivery's id (with its campaign and,
@@ -6,9 +7,12 @@ for a link, the target URL) signed with the workspace's tracking secret, so the
 collector needs no database to trust it: it checks the signature, writes an
 `Link Clicked` or `Email Opened` event into the durable log like any Segment call (with
 `delivery_id` and `campaign_id` properties; the anonymousId is the delivery id, the only
-identity a click carries), and redirects to the target or returns a 1×1 GIF. The loader
-then moves the event into `events`, and activation's after-load hook records it in
-`message_events`.
+identity a click carries), and redirects to the target or returns a 1×1 GIF. An
+unsubscribe link asks first (GET shows a button; a mail scanner's prefetch changes
+nothing) and logs `Unsubscribed` on POST, which is also what mail clients send for RFC
+8058 one-click unsubscribe. The loader then moves the events into `events`, and
+activation's after-load hook records them in `message_events` (and an unsubscribe as a
+consent withdrawal).
 
 Activation imports the signing half from here (a stage may import the stages to its
 left); the collector never imports activation.
@@ -39,6 +43,7 @@ SECRET_FILE = ".jingzhun/tracking_secret"
 TRACKING_SOURCE_ID = "jingzhun-tracking"
 LINK_CLICKED = "Link Clicked"
 EMAIL_OPENED = "Email Opened"
+UNSUBSCRIBED = "Unsubscribed"
 # The smallest transparent GIF (43 bytes).
 PIXEL = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c000000000100010000020144003b")
 _NO_CACHE = {"Cache-Control": "no-store, max-age=0", "Pragma": "no-cache"}
@@ -75,7 +80,7 @@ def _wait_for(path: Path) -> bytes:
 
 
 TAG_BYTES = 12  # a 96-bit HMAC tag: forging one takes ~2**95 online guesses
-_CLICK, _OPEN = b"c", b"o"
+_KINDS = {b"c": "click", b"o": "open", b"u": "unsubscribe"}
 _SCHEMES = ("https://", "http://")
 
 
@@ -100,18 +105,22 @@ def _tag(secret: bytes, payload: bytes) -> bytes:
     return hmac.new(secret, payload, hashlib.sha256).digest()[:TAG_BYTES]
 
 
-def sign_token(secret: bytes, delivery_id: str, campaign_id: str, url: str | None = None) -> str:
-    """A short URL-safe token: the delivery (and link target) with an HMAC-SHA256 tag.
+def sign_token(secret: bytes, delivery_id: str, campaign_id: str, url: str | None = None, *,
+               unsubscribe: bool = False) -> str:
+    """A short URL-safe token for a delivery's link (with its target), open pixel or
+    unsubscribe link, with an HMAC-SHA256 tag.
 
     Links go into SMS where every character counts, so the token is packed bytes rather
-    than JSON: the delivery id as 16 bytes, the campaign, the target without its scheme.
+    than JSON: the kind, the delivery id as 16 bytes, the campaign, the target without
+    its scheme.
 
     Example:
         >>> token = sign_token(b"k" * 32, "0" * 32, "spring", "https://shop.example/p/1")
         >>> read_token(b"k" * 32, token)["u"], len(token)
         ('https://shop.example/p/1', 72)
     """
-    payload = (_CLICK if url is not None else _OPEN) + _delivery_bytes(delivery_id) + _field(campaign_id)
+    kind = b"c" if url is not None else b"u" if unsubscribe else b"o"
+    payload = kind + _delivery_bytes(delivery_id) + _field(campaign_id)
     if url is not None:
         if not safe_target(url):
             raise ValueError(f"only http(s) links are tracked, not {url[:40]!r}")
@@ -121,8 +130,8 @@ def sign_token(secret: bytes, delivery_id: str, campaign_id: str, url: str | Non
 
 
 def read_token(secret: bytes, token: str) -> dict[str, str] | None:
-    """The token's fields (`d` delivery id, `c` campaign, `u` target for a link), or None if
-    it was not signed with `secret` or is malformed."""
+    """The token's fields (`k` kind: click | open | unsubscribe, `d` delivery id, `c` campaign,
+    `u` the target of a link), or None if it was not signed with `secret` or is malformed."""
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except (ValueError, binascii.Error):
@@ -132,7 +141,7 @@ def read_token(secret: bytes, token: str) -> dict[str, str] | None:
         return None
     try:
         return _unpack(payload)
-    except (IndexError, ValueError, UnicodeDecodeError):
+    except (IndexError, KeyError, ValueError, UnicodeDecodeError):
         return None
 
 
@@ -144,11 +153,11 @@ def _unpack(payload: bytes) -> dict[str, str] | None:
         size = payload[at + 1]
         delivery, at = payload[at + 2:at + 2 + size].decode("utf-8"), at + 2 + size
     size = payload[at]
-    fields = {"d": delivery, "c": payload[at + 1:at + 1 + size].decode("utf-8")}
+    fields = {"k": _KINDS[kind], "d": delivery, "c": payload[at + 1:at + 1 + size].decode("utf-8")}
     at += 1 + size
-    if kind == _CLICK:
+    if kind == b"c":
         fields["u"] = _SCHEMES[payload[at]] + payload[at + 1:].decode("utf-8")
-    elif kind != _OPEN or at != len(payload):
+    elif at != len(payload):
         return None
     return fields
 
@@ -179,7 +188,7 @@ async def log_tracking_event(request: Request, message: dict[str, Any]) -> None:
 
 
 def add_tracking_routes(app: FastAPI, workspace: Workspace) -> None:
-    """Register the click and open routes; the secret is read once, at the first request."""
+    """Register the click, open and unsubscribe routes; the secret is read once, at the first request."""
     keys: dict[str, bytes] = {}
 
     def secret() -> bytes:
@@ -187,11 +196,15 @@ def add_tracking_routes(app: FastAPI, workspace: Workspace) -> None:
             keys["secret"] = tracking_secret(workspace)
         return keys["secret"]
 
+    def token_of(token: str, kind: str) -> dict[str, str] | None:
+        payload = read_token(secret(), token)
+        return payload if payload is not None and payload["k"] == kind else None
+
     @app.get("/t/c/{token}", name="tracked_click", include_in_schema=False)
     async def click(token: str, request: Request) -> Response:
         """A tracked link: log `Link Clicked`, then redirect to the link's target."""
-        payload = read_token(secret(), token)
-        if payload is None or "u" not in payload:
+        payload = token_of(token, "click")
+        if payload is None:
             return Response("unknown link / 链接无效", status_code=404, media_type="text/plain; charset=utf-8")
         await log_tracking_event(request, tracking_message(LINK_CLICKED, payload, request))
         return RedirectResponse(payload["u"], status_code=302, headers=_NO_CACHE)
@@ -199,7 +212,37 @@ def add_tracking_routes(app: FastAPI, workspace: Workspace) -> None:
     @app.get("/t/o/{token}.gif", name="tracked_open", include_in_schema=False)
     async def open_pixel(token: str, request: Request) -> Response:
         """An open pixel: log `Email Opened`, return a transparent 1×1 GIF (even for a bad token)."""
-        payload = read_token(secret(), token)
+        payload = token_of(token, "open")
         if payload is not None:
             await log_tracking_event(request, tracking_message(EMAIL_OPENED, payload, request))
         return Response(PIXEL, media_type="image/gif", headers=_NO_CACHE)
+
+    @app.get("/t/u/{token}", name="unsubscribe_page", include_in_schema=False)
+    async def unsubscribe_page(token: str) -> Response:
+        """Ask before unsubscribing: mail scanners open every link, and a GET must not withdraw consent."""
+        if token_of(token, "unsubscribe") is None:
+            return _page(UNKNOWN_PAGE, 404)
+        return _page(CONFIRM_PAGE)
+
+    @app.post("/t/u/{token}", name="unsubscribe", include_in_schema=False)
+    async def unsubscribe(token: str, request: Request) -> Response:
+        """Unsubscribe (the page's button, or a mail client's RFC 8058 one-click POST): log `Unsubscribed`."""
+        payload = token_of(token, "unsubscribe")
+        if payload is None:
+            return _page(UNKNOWN_PAGE, 404)
+        await log_tracking_event(request, tracking_message(UNSUBSCRIBED, payload, request))
+        return _page(DONE_PAGE)
+
+
+_PAGE = ('<!doctype html><html lang="zh"><head><meta charset="utf-8"><meta name="viewport" '
+         'content="width=device-width, initial-scale=1"><title>退订 Unsubscribe</title></head>'
+         '<body style="font-family:sans-serif;max-width:32em;margin:3em auto;padding:0 1em">{}</body></html>')
+CONFIRM_PAGE = _PAGE.format('<p>不再接收此渠道的营销消息？</p><p>Stop marketing messages on this channel?</p>'
+                            '<form method="post"><button type="submit">退订 Unsubscribe</button></form>')
+DONE_PAGE = _PAGE.format("<p>已退订，您将不再收到此渠道的营销消息。</p>"
+                         "<p>You are unsubscribed from marketing messages on this channel.</p>")
+UNKNOWN_PAGE = _PAGE.format("<p>链接无效。</p><p>This link is not valid.</p>")
+
+
+def _page(html: str, status: int = 200) -> Response:
+    return Response(html, status_code=status, media_type="text/html; charset=utf-8", headers=_NO_CACHE)
