@@ -87,10 +87,13 @@ def both_engines(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tup
 
 # Developers may set JINGZHUN_TEST_DEMO_CACHE to a folder to build the two demo workspaces
 # below once and reuse them across pytest runs. The cache is keyed by the code that makes
-# them (demo, collect, identity, profiles, segments, schema, engine, pipeline), so a change
+# them (demo, collect, identity, profiles, segments, recommend, schema, engine, pipeline), so a change
 # there builds new ones. CI does not set it.
 DEMO_CACHE_ENV = "JINGZHUN_TEST_DEMO_CACHE"
-_DEMO_CODE = ("demo", "collect", "identity", "profiles", "segments", "schema", "engine", "core", "pipeline.py")
+_DEMO_CODE = ("demo", "collect", "identity", "profiles", "segments", "schema", "engine", "core", "pipeline.py",
+              # the pipeline's recommend stage (the rest of activation does not change the demo)
+              "activation/recommend.py", "activation/recommend_sql.py", "activation/recommend_lists.py",
+              "activation/recommend_settings.py")
 
 
 def _demo_cache(kind: str) -> Path | None:

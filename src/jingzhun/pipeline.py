@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from jingzhun.activation.recommend import run_recommend
 from jingzhun.core.errors import ConfigError
 from jingzhun.core.workspace import Workspace
 from jingzhun.engine import Engine
@@ -88,6 +89,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("scores", "预测评分", "predictive scores", _stage("scores", run_scores)),
     Stage("tags", "标签", "tags", _stage("tags", run_tags)),
     Stage("segments", "人群", "audiences", _stage("segments", run_segments)),
+    Stage("recommend", "商品推荐", "recommendations", _stage("recommend", run_recommend)),
 )
 
 

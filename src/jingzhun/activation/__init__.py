@@ -49,6 +49,20 @@ from jingzhun.activation.policy import SendPolicy as SendPolicy
 from jingzhun.activation.policy import SendRequest as SendRequest
 from jingzhun.activation.policy import load_send_policy as load_send_policy
 from jingzhun.activation.policy import policy_sql as policy_sql
+from jingzhun.activation.recommend import RecommenderEvaluation as RecommenderEvaluation
+from jingzhun.activation.recommend import RecommendError as RecommendError
+from jingzhun.activation.recommend import RecommendResult as RecommendResult
+from jingzhun.activation.recommend import compute_recommendations as compute_recommendations
+from jingzhun.activation.recommend import evaluate_recommender as evaluate_recommender
+from jingzhun.activation.recommend import run_recommend as run_recommend
+from jingzhun.activation.recommend_serving import PersonRecommendations as PersonRecommendations
+from jingzhun.activation.recommend_serving import RelatedProducts as RelatedProducts
+from jingzhun.activation.recommend_serving import recommend_for as recommend_for
+from jingzhun.activation.recommend_serving import related_products as related_products
+from jingzhun.activation.recommend_settings import RecommendSettings as RecommendSettings
+from jingzhun.activation.recommend_settings import (
+    load_recommend_settings as load_recommend_settings,
+)
 from jingzhun.activation.sending import RunReport as RunReport
 from jingzhun.activation.sending import check_template as check_template
 from jingzhun.activation.sending import run_campaign as run_campaign

@@ -20,6 +20,7 @@ from jingzhun.cli import (
     identity,  # noqa: F401  (registers identity bind|unbind|unmerge|erase|review|decide)
     imports,  # noqa: F401
     profiles,  # noqa: F401  (registers profile, tag list|apply)
+    recommend,  # noqa: F401  (registers recommend for|related|evaluate)
     reports,  # noqa: F401  (registers report)
     segments,  # noqa: F401  (registers segment list|create|preview|snapshot|changes|export|overlap|cluster|lookalike|insight)
 )

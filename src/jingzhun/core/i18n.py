@@ -129,6 +129,16 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "工作区没有定义人群（definitions/segments/*.yaml）",
         "en": "no audiences defined in the workspace (definitions/segments/*.yaml)",
     },
+    "note.recommend_evaluated": {
+        "zh": "推荐模型 {model_version}：时间切分离线测试 {users} 位顾客，precision@{k} {precision}（热门基线 {baseline}），"
+              "recall@{k} {recall}（基线 {baseline_recall}）",
+        "en": "recommender {model_version}: time-split test on {users} customers, precision@{k} {precision} "
+              "(popularity baseline {baseline}), recall@{k} {recall} (baseline {baseline_recall})",
+    },
+    "note.recommend_written": {
+        "zh": "已写入 {rows} 条个人推荐、{related} 条相关商品（{seconds} 秒）",
+        "en": "{rows} personal recommendations and {related} related products written ({seconds} s)",
+    },
 }
 
 

@@ -94,6 +94,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "identifier values refused as evidence, with the reason", _creates(t.IDENTITY_JUNK)),
     Migration(9, "real time: identifiers bound as events arrive, live audience entries and exits",
               _creates(t.IDENTITY_LIVE_BINDINGS, t.SEGMENT_LIVE_MEMBERS)),
+    Migration(10, "recommendations and related products, served", _creates(t.RECOMMENDATIONS, t.RELATED_PRODUCTS)),
     Migration(11, "personal coupon codes with validity windows", _creates(t.COUPONS)),
     Migration(12, "campaign runs, send locks, and the send state of deliveries", (
         *_creates(t.CAMPAIGN_RUNS, t.SEND_LOCKS),

@@ -369,6 +369,26 @@ COUPONS = table(
     "issued_at TIMESTAMPTZ NOT NULL", "attempt INTEGER -- 0, or the re-hash that avoided a clash",
     "definition VARCHAR -- JSON: the coupon definition it was issued from",
 )
+RECOMMENDATIONS = table(
+    "recommendations", "Every person's current recommendation lists, served as they are: 猜你喜欢, 热门推荐, "
+    "新品上市, each row with why (zh/en) and the model version whose evaluation is in model_runs.",
+    "person_id VARCHAR NOT NULL", "rank INTEGER NOT NULL -- 1 = first, within person and kind",
+    "product_id VARCHAR NOT NULL", "score DOUBLE",
+    "kind VARCHAR NOT NULL -- guess_you_like | popular | new_arrival",
+    "reason_zh VARCHAR", "reason_en VARCHAR",
+    "source_product_id VARCHAR -- guess_you_like: the person's item that led to it",
+    "model_version VARCHAR NOT NULL -- model_runs (model recommend)", "computed_at TIMESTAMPTZ NOT NULL",
+)
+RELATED_PRODUCTS = table(
+    "related_products", "For each product, the products to show beside it (product pages, carts).",
+    "product_id VARCHAR NOT NULL", "rank INTEGER NOT NULL", "related_product_id VARCHAR NOT NULL",
+    "score DOUBLE -- shrunk cosine similarity of who bought, carted and viewed them (0 for shelf fill)",
+    "support BIGINT -- persons who interacted with both", "co_purchases BIGINT -- persons who bought both",
+    "lift DOUBLE -- support x persons / (persons of one x persons of the other)",
+    "basis VARCHAR -- bought_together | viewed_together | same_category",
+    "reason_zh VARCHAR", "reason_en VARCHAR",
+    "model_version VARCHAR NOT NULL", "computed_at TIMESTAMPTZ NOT NULL",
+)
 
 # ---- consent and governance ----------------------------------------------------------
 
