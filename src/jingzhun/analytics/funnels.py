@@ -50,6 +50,7 @@ from jingzhun.analytics.behaviour_common import (
     day_start,
     person_groups_sql,
     ratio,
+    rounded,
 )
 from jingzhun.analytics.result import Analysis, Chart
 from jingzhun.engine import Engine, json_text, parse_sql
@@ -279,9 +280,9 @@ def _steps_out(count: int) -> str:
             "CAST(1 AS DOUBLE) AS conversion, CAST(1 AS DOUBLE) AS step_conversion, "
             "CAST(NULL AS DOUBLE) AS median_seconds FROM grouped"]
     rows += [f"SELECT breakdown, {k} AS step, :name_{k} AS step_name, persons_{k} AS persons, "
-             f"ROUND({ratio(f'persons_{k}', 'persons_1')}, 4) AS conversion, "
-             f"ROUND({ratio(f'persons_{k}', f'persons_{k - 1}')}, 4) AS step_conversion, "
-             f"ROUND(CAST(seconds_{k} AS DOUBLE), 1) AS median_seconds FROM grouped" for k in range(2, count + 1)]
+             f"{ratio(f'persons_{k}', 'persons_1')} AS conversion, "
+             f"{ratio(f'persons_{k}', f'persons_{k - 1}')} AS step_conversion, "
+             f"CAST(seconds_{k} AS DOUBLE) AS median_seconds FROM grouped" for k in range(2, count + 1)]
     return "\nUNION ALL\n".join(rows) + "\nORDER BY breakdown, step"
 
 
@@ -366,7 +367,8 @@ def funnel(engine: Engine, steps: list[object], *, window: str | dt.timedelta = 
     first = day_start(start, timezone) if start else None
     after = day_start(end + dt.timedelta(days=1), timezone) if end else None
     query = funnel_sql(parsed, window=span, order=order, breakdown=breakdown, start=first, end=after)
-    frame = engine.query(query).to_pandas()
+    frame = rounded(engine.query(query).to_pandas(), ["conversion", "step_conversion"])
+    frame["median_seconds"] = frame["median_seconds"].round(1)
     if breakdown is None:
         frame = frame.drop(columns="breakdown")
     else:

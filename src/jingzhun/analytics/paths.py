@@ -31,6 +31,7 @@ from jingzhun.analytics.behaviour_common import (
     choose,
     day_start,
     ratio,
+    rounded,
 )
 from jingzhun.analytics.result import Analysis, Chart
 from jingzhun.engine import Engine, json_text
@@ -100,7 +101,7 @@ edges AS (SELECT t.depth, {'s.node' if forward else 't.node'} AS source, {'t.nod
       AND s.anchor_pos = t.anchor_pos AND s.depth = t.depth - 1
     WHERE t.depth > 0 GROUP BY t.depth, {'s.node, t.node' if forward else 't.node, s.node'})
 SELECT depth, source, target, paths, persons,
-  ROUND({ratio('paths', f"SUM(paths) OVER (PARTITION BY depth, {'source' if forward else 'target'})")}, 4) AS share
+  {ratio('paths', f"SUM(paths) OVER (PARTITION BY depth, {'source' if forward else 'target'})")} AS share
 FROM edges ORDER BY depth, paths DESC, source, target"""
     values = {"anchor": anchor, "depth": depth, "top": top}
     return bind(sql, **values, **({"lo": start} if start else {}), **({"hi": end} if end else {}))
@@ -135,7 +136,7 @@ def paths(engine: Engine, anchor: str, *, direction: str = "next", depth: int = 
     first = day_start(start, timezone) if start else None
     after = day_start(end + dt.timedelta(days=1), timezone) if end else None
     query = paths_sql(anchor, direction=direction, depth=depth, top=top, prop=prop, start=first, end=after)
-    frame = engine.query(query).to_pandas()
+    frame = rounded(engine.query(query).to_pandas(), ["share"])
     kind = "后续" if direction == "next" else "前序"
     chart = Chart(kind="heatmap", x="target", y=("paths",), series="source",
                   title_zh=f"{anchor} 的{kind}路径", title_en=f"Paths {direction} to {anchor}")

@@ -30,6 +30,7 @@ from jingzhun.analytics.behaviour_common import (
     choose,
     local_day,
     ratio,
+    rounded,
 )
 from jingzhun.analytics.result import Analysis, Chart
 from jingzhun.engine import Engine
@@ -109,8 +110,8 @@ counted AS (SELECT g.cohort, g.cohort_size, g.period_offset, COALESCE(SUM(l.pers
   FROM grid AS g LEFT JOIN leaving AS l ON l.cohort = g.cohort AND l.last_offset >= g.period_offset
   GROUP BY g.cohort, g.cohort_size, g.period_offset)
 SELECT c.cohort, c.cohort_size, c.period_offset, COALESCE(a.active, 0) AS active,
-  ROUND({ratio('COALESCE(a.active, 0)', 'c.cohort_size')}, 4) AS retention,
-  CAST(c.unbounded AS BIGINT) AS unbounded, ROUND({ratio('c.unbounded', 'c.cohort_size')}, 4) AS unbounded_retention
+  {ratio('COALESCE(a.active, 0)', 'c.cohort_size')} AS retention,
+  CAST(c.unbounded AS BIGINT) AS unbounded, {ratio('c.unbounded', 'c.cohort_size')} AS unbounded_retention
 FROM counted AS c LEFT JOIN active AS a ON a.cohort = c.cohort AND a.period_offset = c.period_offset
 ORDER BY c.cohort, c.period_offset"""
     return bind(sql, **({"first": first} if first else {}), **({"last": last} if last else {}))
@@ -136,7 +137,7 @@ def retention(engine: Engine, *, cohort: str = "first_purchase", period: str = "
     choose(activity, ACTIVITIES, "activity")
     check_range(start, end)
     query = retention_sql(cohort, period, activity, first=start, last=end, timezone=timezone)
-    frame = engine.query(query).to_pandas()
+    frame = rounded(engine.query(query).to_pandas(), ["retention", "unbounded_retention"])
     zh, en = _COHORT_NAMES[cohort]
     unit_zh, unit_en = _PERIOD_NAMES[period]
     chart = Chart(kind="heatmap", x="period_offset", y=("retention",), series="cohort",

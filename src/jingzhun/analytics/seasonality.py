@@ -41,6 +41,7 @@ from jingzhun.analytics.behaviour_common import (
     choose,
     local_day,
     person_groups_sql,
+    rounded,
 )
 from jingzhun.analytics.calendar import find_holiday
 from jingzhun.analytics.result import Analysis, Chart
@@ -50,6 +51,7 @@ from jingzhun.engine import Engine
 # for (元宵, 端午, 七夕, 中秋 too), by key, Chinese name or alias.
 HOLIDAYS = ("womens_day", "618", "double_11", "spring_festival")
 ALL_HOLIDAYS = "all"
+RATES = ("per_day_inside", "per_day_outside", "ratio", "control_ratio", "lift", "lift_low", "lift_high")
 OTHER = "(other)"
 DEFAULT_WINDOW_DAYS = 3
 
@@ -142,10 +144,9 @@ rated AS (SELECT *, CAST(a AS DOUBLE) / days_inside AS per_day_inside, CAST(b AS
     CASE WHEN a > 0 AND c > 0 AND d > 0 THEN {log_se} END AS log_se
   FROM cells)
 SELECT holiday, segment, category, a AS lines_inside, b AS lines_outside, c AS control_inside,
-  d AS control_outside, days_inside, days_outside, ROUND(per_day_inside, 4) AS per_day_inside,
-  ROUND(per_day_outside, 4) AS per_day_outside, ROUND(ratio, 4) AS ratio, ROUND(control_ratio, 4) AS control_ratio,
-  ROUND(ratio / NULLIF(control_ratio, 0), 4) AS lift, ROUND(EXP(log_lift - :z * log_se), 4) AS lift_low,
-  ROUND(EXP(log_lift + :z * log_se), 4) AS lift_high, log_lift / log_se AS z_score
+  d AS control_outside, days_inside, days_outside, per_day_inside, per_day_outside, ratio, control_ratio,
+  ratio / NULLIF(control_ratio, 0) AS lift, EXP(log_lift - :z * log_se) AS lift_low,
+  EXP(log_lift + :z * log_se) AS lift_high, log_lift / log_se AS z_score
 FROM rated ORDER BY CASE WHEN holiday = '{ALL_HOLIDAYS}' THEN 0 ELSE 1 END, holiday, lift DESC, segment, category"""
     values: dict[str, object] = {"z": z, **_category_values(categories)}
     for i, (day_, holiday) in enumerate(windows.items()):
@@ -182,7 +183,7 @@ def seasonality(engine: Engine, *, dimension: str = "gender", holidays: Sequence
     z = float(norm.ppf(0.5 + confidence / 2))
     query = seasonality_sql(dimension, windows=windows, categories=categories, first=start, last=end,
                             timezone=timezone, z=z)
-    frame = engine.query(query).to_pandas()
+    frame = rounded(engine.query(query).to_pandas(), RATES)
     frame["p_value"] = [float(f"{p:.3g}") for p in 2 * norm.sf(frame["z_score"].abs())]
     frame = frame.drop(columns="z_score")
     if not per_holiday:
