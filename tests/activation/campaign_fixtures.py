@@ -19,7 +19,6 @@ import email.policy
 import hashlib
 import hmac
 import json
-import socket
 import subprocess
 import threading
 import time
@@ -35,6 +34,7 @@ from aiosmtpd.controller import Controller
 from jingzhun.activation.policy import SendPolicy
 from jingzhun.core import Workspace
 from jingzhun.engine import Engine
+from tests.collect.collector.conftest import free_port
 
 WEBHOOK_SECRET = "whsec-test-不要外传"
 TEMPLATE = """id: welcome_back
@@ -59,12 +59,6 @@ site_url: https://shop.example.com
 unsubscribe_url: https://shop.example.com/unsubscribe
 sms_max_parts: 3
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # ---- the webhook gateway ---------------------------------------------------------------------
