@@ -362,6 +362,9 @@ def build_cube_sql(query: CubeQuery, timezone: str = "Asia/Shanghai", shifts: Se
     names = plan.columns() + ([SIDE] if shifts else [])
     select = exp.select(*[exp.column(n) for n in names],
                         *[exp.alias_(measure_expression(m), m.name) for m in plan.measures]).from_(parts)
+    if len(plan.reads) > 1:  # a cell only another fact has (conversion of pos orders: no visitors) is empty
+        select = select.where(exp.or_(*[exp.Not(this=exp.Is(this=measure_expression(m), expression=exp.Null()))
+                                        for m in plan.measures]))
     return select.order_by(*[exp.column(n) for n in names]) if names else select
 
 
