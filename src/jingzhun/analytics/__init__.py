@@ -7,12 +7,6 @@ that produced it, a chart spec and plain readings. Public functions are re-expor
 here; the modules are internal.
 """
 
-from jingzhun.analytics.calendar import HOLIDAYS, Period, compare_to, holiday_period, parse_period
-from jingzhun.analytics.compare import compare_periods, compare_with_benchmark
-from jingzhun.analytics.cube import CubeQuery, build_cube_sql, pivot_frame, run_cube
-from jingzhun.analytics.measures import DIMENSIONS, MEASURES, allowed_dimensions
-from jingzhun.analytics.result import Analysis, AnalyticsError, Chart
-from jingzhun.analytics.root_cause import Thresholds, find_root_cause
 from jingzhun.analytics.basket import (
     BasketSpec,
     association_rules,
@@ -21,12 +15,18 @@ from jingzhun.analytics.basket import (
     livestream_lineup,
     rules_sql,
 )
+from jingzhun.analytics.calendar import HOLIDAYS, Period, compare_to, holiday_period, parse_period
+from jingzhun.analytics.compare import compare_periods, compare_with_benchmark
+from jingzhun.analytics.cube import CubeQuery, build_cube_sql, pivot_frame, run_cube
+from jingzhun.analytics.fans import Audience, compare_audiences, fans_vs_buyers
 from jingzhun.analytics.funnels import FunnelStep, funnel, funnel_sql, parse_step
 from jingzhun.analytics.hypotheses import UserHypothesis, hypothesis_checks
+from jingzhun.analytics.measures import DIMENSIONS, MEASURES, allowed_dimensions
 from jingzhun.analytics.paths import paths, paths_sql
+from jingzhun.analytics.result import Analysis, AnalyticsError, Chart
 from jingzhun.analytics.retention import retention, retention_sql, retention_triangle
+from jingzhun.analytics.root_cause import Thresholds, find_root_cause
 from jingzhun.analytics.seasonality import holiday_windows, seasonality, seasonality_sql
-from jingzhun.analytics.fans import Audience, compare_audiences, fans_vs_buyers
 from jingzhun.analytics.source_ranking import rank_sources
 from jingzhun.analytics.source_value import (
     PartnerData,

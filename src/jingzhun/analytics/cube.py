@@ -385,7 +385,7 @@ def run_cube(engine: Engine, query: CubeQuery, timezone: str = "Asia/Shanghai",
     frame = long
     if pivot is not None:
         frame = pivot_frame(frame, parse_dimension(pivot).column, plan.columns(), list(query.measures))
-    return Analysis(name="cube", frame=frame, sql={"cube": engine.render(sql)}, chart=_chart(query, plan, pivot),
+    return Analysis(name="cube", frame=frame, sql={"cube": engine.render(sql)}, chart=_chart(plan, pivot),
                     readings=_readings(long, plan),
                     params={"measures": list(query.measures), "by": list(query.by),
                             "where": {k: list(v) for k, v in query.where.items()}, "period": query.period,
@@ -420,18 +420,17 @@ def pivot_frame(frame: pd.DataFrame, column: str, dimensions: list[str], measure
     return wide.reset_index(drop=not rows).dropna(how="all", axis=0) if rows else wide.reset_index(drop=True)
 
 
-def _chart(query: CubeQuery, plan: Plan, pivot: str | None) -> Chart | None:
+def _chart(plan: Plan, pivot: str | None) -> Chart | None:
+    """A line over time when there is a time dimension, else bars; a second dimension
+    becomes the series (more than two are left to the table)."""
     if pivot is not None or not plan.dimensions:
         return None
     measure = plan.measures[0]
-    first, rest = plan.dimensions[0], plan.dimensions[1:]
     time = next((d for d in plan.dimensions if d.is_time), None)
-    x = time or first
+    x = time or plan.dimensions[0]
     series = next((d.column for d in plan.dimensions if d != x), None) if len(plan.dimensions) <= 2 else None
-    kind = "line" if time is not None else "bar"
-    del rest
-    return Chart(kind, x.column, (measure.name,), series, title_zh=f"{measure.label_zh}：按 {x.column}",
-                 title_en=f"{measure.label_en} by {x.column}")
+    return Chart("line" if time is not None else "bar", x.column, (measure.name,), series,
+                 title_zh=f"{measure.label_zh}：按 {x.column}", title_en=f"{measure.label_en} by {x.column}")
 
 
 def _readings(frame: pd.DataFrame, plan: Plan) -> list[tuple[str, str]]:
@@ -444,7 +443,10 @@ def _readings(frame: pd.DataFrame, plan: Plan) -> list[tuple[str, str]]:
         value = _number(values.iloc[0], measure)
         return [(f"{measure.label_zh}：{value}", f"{measure.label_en}: {value}")]
     top, low = values.idxmax(), values.idxmin()
-    cell = lambda i: ", ".join(f"{c}={frame.at[i, c]}" for c in plan.columns())  # noqa: E731
+
+    def cell(index: object) -> str:
+        return ", ".join(f"{c}={frame.at[index, c]}" for c in plan.columns())
+
     readings = [(f"{measure.label_zh}最高：{cell(top)}（{_number(values[top], measure)}）",
                  f"Highest {measure.label_en}: {cell(top)} ({_number(values[top], measure)})"),
                 (f"{measure.label_zh}最低：{cell(low)}（{_number(values[low], measure)}）",
