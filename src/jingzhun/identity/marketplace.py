@@ -15,7 +15,7 @@ to the same masked phone, surname and city):
 2. **How often a stranger would fit** (from the data): a masked phone hides four
    digits, so of the targets whose phone starts with the same three digits about 1 in
    10,000 shares the key by chance; of those, the share with the surname, and with the
-   city, fit too: `expected_chance_fits` (λ) for one receiver.
+   city, fit too: λ for one receiver (`expected_chance_fits_per_million` in the evidence).
 3. **How often the buyer really is a target who fits** (from the data): over all
    receivers, the fits found minus the fits expected by chance, per receiver (τ, one
    rate per platform, type compared with and level: same city, or other city).
@@ -40,14 +40,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from sqlglot import exp
 
 from jingzhun.core.workspace import Workspace
 from jingzhun.engine import Column, Engine, MaterializeHints, parse_sql
 from jingzhun.identity import marketplace_sql as S
 from jingzhun.identity.config import MarketplaceSettings, load_identity_config
+from jingzhun.identity.tables import replace_rows
 from jingzhun.schema.tables import MATCH_CANDIDATES
 
 Progress = Callable[[str, int, int], None]
@@ -86,8 +85,8 @@ def link_marketplace_buyers(workspace: Workspace | None, engine: Engine, records
     engine.create_table(MATCH_CANDIDATES.name, MATCH_CANDIDATES.columns)
     skipped = _skip_reason(engine, settings, records)
     if skipped:
-        rows = write_marketplace_candidates(engine, None)
-        return MarketplaceResult({MATCH_CANDIDATES.name: rows.num_rows}, [(skipped, {})])
+        written = write_marketplace_candidates(engine, None)
+        return MarketplaceResult({MATCH_CANDIDATES.name: written["rows"]}, [(skipped, {})])
     report("marketplace_receivers", 0, 3)
     _scratch(engine, S.RECEIVERS, S.receivers_sql(settings, registry))
     _scratch(engine, S.TARGETS, S.targets_sql(records))
@@ -97,12 +96,12 @@ def link_marketplace_buyers(workspace: Workspace | None, engine: Engine, records
     _scratch(engine, S.RATES, S.RATES_SQL)
     _scratch(engine, S.SCORED, S.SCORED_SQL)
     report("marketplace_candidates", 2, 3)
-    rows = write_marketplace_candidates(engine, S.candidates_sql(settings, registry, PREFIX), settings)
+    written = write_marketplace_candidates(engine, S.candidates_sql(settings, registry, PREFIX), settings)
     engine.materialize(BUYERS, bind(S.BUYERS_SQL, own=PREFIX + "%"))
-    note = {**status_counts(rows), **_run_counts(engine)}
+    note = {"auto_merged": written["auto_merged"], "pending": written["pending"], **_run_counts(engine)}
     for name in S.SCRATCH:
         engine.drop_table(name)
-    return MarketplaceResult({MATCH_CANDIDATES.name: rows.num_rows, BUYERS: engine.row_count(BUYERS)},
+    return MarketplaceResult({MATCH_CANDIDATES.name: written["rows"], BUYERS: engine.row_count(BUYERS)},
                              [("note.marketplace_done", note)], note["auto_merged"], note["pending"])
 
 
@@ -131,26 +130,31 @@ def _skip_reason(engine: Engine, settings: MarketplaceSettings, records: str) ->
 
 
 def write_marketplace_candidates(engine: Engine, fresh: str | None,
-                                 settings: MarketplaceSettings | None = None) -> pa.Table:
+                                 settings: MarketplaceSettings | None = None) -> dict[str, int]:
     """Rewrite `match_candidates`: decisions and other matchers' rows kept, this matcher's
-    undecided rows replaced by the `fresh` query (removed when None); return the rows."""
+    undecided rows replaced by the `fresh` query (removed when None).
+
+    The next table is computed in the engine (a scratch table, then one replace), never
+    through Python: at a million buyers it is hundreds of MB of evidence.
+
+    Returns:
+        Rows written in all, and this matcher's undecided rows per status.
+    """
     values: dict[str, object] = {"own": PREFIX + "%"}
     union = ""
     if fresh is not None and settings is not None:
         union = f"UNION ALL SELECT * FROM ({fresh}) AS fresh"
         values.update(review=settings.review_threshold, auto=settings.auto_link_threshold,
                       version=MODEL_VERSION, now=_now())
-    rows = engine.query(bind(S.WRITE_SQL.format(fresh=union), **values))
+    _scratch(engine, S.NEXT, bind(S.WRITE_SQL.format(fresh=union), **values))
+    counts = engine.query(bind(f"SELECT COUNT(*) AS rows, SUM(CASE WHEN candidate_id LIKE :own AND status = "
+                               f"'auto_merged' THEN 1 ELSE 0 END) AS auto_merged, SUM(CASE WHEN candidate_id "
+                               f"LIKE :own AND status = 'pending' THEN 1 ELSE 0 END) AS pending FROM {S.NEXT}",
+                               own=PREFIX + "%")).to_pylist()[0]
     with engine.transaction():
-        engine.write_table(MATCH_CANDIDATES.name, rows, mode="replace")
-    return rows
-
-
-def status_counts(rows: pa.Table) -> dict[str, int]:
-    """This matcher's undecided rows per status."""
-    own = rows.filter(pc.starts_with(rows["candidate_id"], PREFIX))
-    statuses = own["status"].to_pylist()
-    return {status: statuses.count(status) for status in ("auto_merged", "pending")}
+        replace_rows(engine, MATCH_CANDIDATES, f"SELECT * FROM {S.NEXT}")
+    engine.drop_table(S.NEXT)
+    return {name: int(value or 0) for name, value in counts.items()}
 
 
 def _scratch(engine: Engine, name: str, sql: str | exp.Expression) -> None:

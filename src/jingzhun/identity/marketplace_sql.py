@@ -30,6 +30,7 @@ PROFILES = "identity_work_market_profiles"
 PAIRS = "identity_work_market_pairs"
 RATES = "identity_work_market_rates"
 SCORED = "identity_work_market_scored"
+NEXT = "identity_work_market_next"             # the next match_candidates, before it replaces it
 SCRATCH = (RECEIVERS, TARGETS, PROFILES, PAIRS, RATES, SCORED)
 
 
@@ -55,14 +56,18 @@ def buyer_orders_sql(settings: MarketplaceSettings, registry: Registry) -> str:
     """
     phone = ("COALESCE(o.customer_identifiers->>'$.phone_masked', "
              "CASE WHEN o.customer_ref_type = 'phone_masked' THEN o.customer_ref END)")
+    masked = "(o.customer_identifiers LIKE '%phone_masked%' OR o.customer_ref_type = 'phone_masked')"
     parts = []
     for kind in settings.buyer_types:
         keys = [kind, *sorted(alias for alias, target in registry.aliases.items() if target == kind)]
         values = ", ".join(f"o.customer_identifiers->>{lit('$.' + key)}" for key in keys)
         ref = f"CASE WHEN o.customer_ref_type IN {in_list(keys)} THEN o.customer_ref END"
+        # A substring test first: the JSON is parsed only on orders that can name this buyer.
+        named = " OR ".join([f"o.customer_ref_type IN {in_list(keys)}",
+                             *(f"o.customer_identifiers LIKE {lit('%' + key + '%')}" for key in keys)])
         parts.append(f"SELECT {lit(kind)} AS buyer_type, NULLIF(TRIM(COALESCE({values}, {ref})), '') AS buyer_id, "
                      f"o.order_id, {phone} AS raw_phone, o.receiver_name, o.ship_city, o.ship_province "
-                     f"FROM orders AS o")
+                     f"FROM orders AS o WHERE {masked} AND ({named})")
     return "\nUNION ALL\n".join(parts)
 
 
@@ -228,8 +233,9 @@ SELECT {{prefix}} || SUBSTRING(MD5(buyer_type || ':' || buyer_id || '|' || targe
 FROM judged
 """
 
-# The evidence of one candidate, as JSON. Numbers are decimals, so both engines print
-# them alike (Spark prints a small double as 4.0E-4, DuckDB as 0.0004).
+# The evidence of one candidate, as JSON. Numbers are decimals of scale 6, so both engines
+# print them alike: Spark's to_json prints a small double as 4.0E-4, and a decimal below
+# 10^-6 in scientific notation too (6.02388E-7), so the tiny λ is given per million.
 EVIDENCE_FIELDS = (
     ("matcher", "'marketplace'"), ("compared_with", "target_type"),
     ("level", f"CASE WHEN same_city = 1 THEN '{LEVELS[0]}' ELSE '{LEVELS[1]}' END"),
@@ -239,7 +245,7 @@ EVIDENCE_FIELDS = (
     ("fitting", "fitting_targets"), ("sharing_prefix", "prefix_targets"),
     ("surname_share", "CAST(surname_share AS DECIMAL(18, 6))"),
     ("city_share", "CAST(city_share AS DECIMAL(18, 6))"),
-    ("expected_chance_fits", "CAST(chance AS DECIMAL(24, 12))"),
+    ("expected_chance_fits_per_million", "CAST(chance * 1000000 AS DECIMAL(18, 6))"),
     ("true_fit_rate", "CAST(rate AS DECIMAL(18, 6))"),
     ("false_link_chance", "CAST(1 - probability AS DECIMAL(18, 6))"),
     ("conflict", "conflict"),
