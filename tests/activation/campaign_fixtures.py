@@ -249,6 +249,7 @@ def seed_policy_rows(engine: Engine, segment: str = "valuable_at_risk", now: dat
     now = now or datetime(2026, 11, 1, 2, tzinfo=UTC)
     members = engine.query(f"SELECT DISTINCT person_id FROM segment_members WHERE segment_id = '{segment}' "
                            "ORDER BY person_id").column(0).to_pylist()
+    assert len(members) >= 30, f"audience {segment} has {len(members)} members in this demo: too few to seed"
     granted = [p for i, p in enumerate(members) if i % 3 != 0]
     day = timedelta(days=1)
     rows = [(p, "marketing", None, "granted", now - 30 * day) for p in granted]
