@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -113,6 +114,21 @@ def _demo_cache(kind: str) -> Path | None:
     return Path(root) / f"{kind}-{digest.hexdigest()[:16]}" / "ws"
 
 
+@contextmanager
+def _building(cached: Path | None) -> Iterator[None]:
+    """Hold the cache entry's lock while it is checked and built, so two pytest runs never
+    build (or read a half-built) one at the same time."""
+    if cached is None:
+        yield
+        return
+    import fcntl
+
+    cached.parent.parent.mkdir(parents=True, exist_ok=True)
+    with open(cached.parent.parent / f"{cached.parent.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 @pytest.fixture(scope="session")
 def loaded_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A demo workspace of 1,500 persons loaded the way `make demo` loads it: events over
@@ -122,20 +138,21 @@ def loaded_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import sys
 
     cached = _demo_cache("loaded")
-    if cached is not None and (cached.parent / "ready").exists():
-        return cached
-    if cached is not None and cached.exists():  # an interrupted build
-        import shutil
+    with _building(cached):
+        if cached is not None and (cached.parent / "ready").exists():
+            return cached
+        if cached is not None and cached.exists():  # an interrupted build
+            import shutil
 
-        shutil.rmtree(cached)
-    root = cached or tmp_path_factory.mktemp("loaded-demo") / "ws"
-    cli = [sys.executable, "-m", "jingzhun"]
-    subprocess.run([*cli, "demo", "generate", str(root), "--persons", "1500", "--seed", "11"],
-                   check=True, capture_output=True)
-    subprocess.run([*cli, "demo", "load", str(root)], check=True, capture_output=True)
-    if cached is not None:
-        (cached.parent / "ready").touch()
-    return root
+            shutil.rmtree(cached)
+        root = cached or tmp_path_factory.mktemp("loaded-demo") / "ws"
+        cli = [sys.executable, "-m", "jingzhun"]
+        subprocess.run([*cli, "demo", "generate", str(root), "--persons", "1500", "--seed", "11"],
+                       check=True, capture_output=True)
+        subprocess.run([*cli, "demo", "load", str(root)], check=True, capture_output=True)
+        if cached is not None:
+            (cached.parent / "ready").touch()
+        return root
 
 
 @pytest.fixture(scope="session")
@@ -146,18 +163,19 @@ def portrayed_demo(loaded_demo: Path, tmp_path_factory: pytest.TempPathFactory) 
     from jingzhun.pipeline import run_pipeline
 
     cached = _demo_cache("portrayed")
-    if cached is not None and (cached.parent / "ready").exists():
-        return cached
-    if cached is not None and cached.exists():
-        import shutil
+    with _building(cached):
+        if cached is not None and (cached.parent / "ready").exists():
+            return cached
+        if cached is not None and cached.exists():  # an interrupted build
+            import shutil
 
-        shutil.rmtree(cached)
-    workspace = copy_workspace(loaded_demo, cached or tmp_path_factory.mktemp("portrayed-demo") / "ws")
-    with open_engine(workspace) as engine:
-        run_pipeline(workspace, engine)
-    if cached is not None:
-        (cached.parent / "ready").touch()
-    return workspace.root
+            shutil.rmtree(cached)
+        workspace = copy_workspace(loaded_demo, cached or tmp_path_factory.mktemp("portrayed-demo") / "ws")
+        with open_engine(workspace) as engine:
+            run_pipeline(workspace, engine)
+        if cached is not None:
+            (cached.parent / "ready").touch()
+        return workspace.root
 
 
 def copy_workspace(source: Path, target: Path) -> Workspace:
