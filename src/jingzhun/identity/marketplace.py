@@ -108,10 +108,9 @@ def link_marketplace_buyers(workspace: Workspace | None, engine: Engine, records
 def _run_counts(engine: Engine) -> dict[str, Any]:
     """Buyers compared, and the members' true-fit rate (same city) for the run's note."""
     buyers = engine.query(f"SELECT COUNT(DISTINCT buyer_type || ':' || buyer_id) AS n FROM {S.RECEIVERS}")
-    rate = engine.query(bind(f"SELECT SUM(fits_city) AS fits, SUM(receivers) AS receivers FROM {S.RATES} "
-                             f"WHERE target_type = :member", member=S.MEMBER_TYPE)).to_pylist()[0]
-    share = float(rate["fits"] or 0) / float(rate["receivers"]) if rate["receivers"] else 0.0
-    return {"buyers": buyers.column("n")[0].as_py(), "rate_city": round(share, 4)}
+    rate = engine.query(bind(f"SELECT SUM(rate_city * receivers) / SUM(receivers) AS rate FROM {S.RATES} "
+                             f"WHERE target_type = :member", member=S.MEMBER_TYPE)).column("rate")[0].as_py()
+    return {"buyers": buyers.column("n")[0].as_py(), "rate_city": round(float(rate or 0.0), 4)}
 
 
 def _skip_reason(engine: Engine, settings: MarketplaceSettings, records: str) -> str | None:
