@@ -448,11 +448,11 @@ outcomes AS (
          SUM(CASE WHEN outcome = 'redeemed' THEN net_amount ELSE 0 END) AS redeemed_net_amount,
          SUM(CASE WHEN outcome = 'redeemed' THEN discount_amount ELSE 0 END) AS redeemed_discount
   FROM matched GROUP BY campaign_id)
-SELECT i.campaign_id, i.issued, COALESCE(o.redeemed_orders, 0) AS redeemed,
+SELECT i.campaign_id, CAST(i.issued AS BIGINT) AS issued, CAST(COALESCE(o.redeemed_orders, 0) AS BIGINT) AS redeemed,
        CAST(COALESCE(o.redeemed_orders, 0) AS DOUBLE) / i.issued AS redemption_rate,
        COALESCE(o.redeemed_net_amount, 0) AS redeemed_net_amount,
        COALESCE(o.redeemed_discount, 0) AS redeemed_discount,
-       {", ".join(f"COALESCE(o.{outcome}_orders, 0) AS {outcome}_orders" for outcome in OUTCOMES[1:])},
+       {", ".join(f"CAST(COALESCE(o.{outcome}_orders, 0) AS BIGINT) AS {outcome}_orders" for outcome in OUTCOMES[1:])},
        i.first_valid_from, i.last_valid_to
 FROM issued AS i LEFT JOIN outcomes AS o ON o.campaign_id = i.campaign_id
 ORDER BY i.campaign_id"""
