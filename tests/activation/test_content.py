@@ -280,3 +280,13 @@ def test_the_context_query_means_the_same_on_spark(pipelines_on_both, demo_works
         assert left.num_rows == len(persons) * template.products.count
         report = compare_tables(template_id, left, right)
         assert report.equal, report.differences
+
+
+def test_a_file_that_is_not_yaml_names_the_line(demo: Workspace) -> None:
+    _write(demo, "id: broken\nname: {zh: 坏, en: [\n")
+    try:
+        with pytest.raises(ContentError, match="line 3") as failed:
+            list_templates(demo)
+    finally:
+        (demo.definitions_dir / "templates" / "broken.yaml").unlink()
+    assert failed.value.location.endswith("broken.yaml")

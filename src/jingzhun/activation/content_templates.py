@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from jingzhun.activation.channels import CHANNELS, ContentError, wechat_key_type
 from jingzhun.activation.coupons import CouponDefinition
 from jingzhun.core.workspace import Workspace
+from jingzhun.profiles.tags import read_yaml
 
 LIBRARY_DIR = Path(__file__).parent / "templates"
 TEMPLATES_DIR = "templates"  # under the workspace's definitions/
@@ -202,16 +203,9 @@ def _line_map(text: str) -> dict[tuple[str, ...], int]:
 
 
 def _read_yaml(path: Path) -> tuple[object, dict[tuple[str, ...], int]]:
-    text = path.read_text(encoding="utf-8")
-    try:
-        return yaml.safe_load(text), _line_map(text)
-    except yaml.YAMLError as broken:
-        mark = getattr(broken, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ContentError(f"not valid YAML{where}: {getattr(broken, 'problem', broken)}.", location=path,
-                           fix="check the indentation, and quote texts that start with {{ or contain ': '",
-                           message_zh=f"不是有效的 YAML{where}。",
-                           fix_zh="检查缩进；以 {{ 开头或含“: ”的文本请加引号") from None
+    """The file's data (a syntax error names the line) and where each text starts."""
+    data = read_yaml(path, ContentError)
+    return data, _line_map(path.read_text(encoding="utf-8"))
 
 
 def parse_template(data: object, location: str | Path | None = None,
