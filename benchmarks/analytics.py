@@ -170,7 +170,7 @@ def cube_plain(con) -> pd.DataFrame:
     start, stop = _utc_bounds(period.start, period.end)
     from jingzhun.analytics.cube import to_frame
 
-    return to_frame(con.execute(CUBE_PLAIN.format(tz=TIMEZONE, start=start, stop=stop)).to_arrow_table())
+    return to_frame(con.sql(CUBE_PLAIN.format(tz=TIMEZONE, start=start, stop=stop)).to_arrow_table())
 
 
 ROOT_CAUSE_BASE = f"{SPIKE_DAY - timedelta(days=14)}..{SPIKE_DAY - timedelta(days=1)}"
