@@ -90,6 +90,8 @@ def attribute_new_events(workspace: Workspace, engine: Engine, events: pa.Table)
     if not events.num_rows:
         return result
     require_tables(engine, ("events", "identities", "persons", "record_persons", BINDINGS.name))
+    if not engine.query("SELECT 1 AS known FROM identities LIMIT 1").num_rows:
+        return result  # no ID graph built yet: nobody to attribute to until the first pipeline run
     plan = observation_plan(engine, load_identity_config(workspace), normalize_settings(workspace))
     since = pc.min(events.column("received_at")).as_py() - LOOKBACK
     with engine.transaction():  # the staging table never outlives the batch

@@ -66,7 +66,9 @@ def storage(workspace: Workspace) -> Iterator[Engine]:
 
 
 def _runner(workspace: Workspace, engine: Engine, *hooks: str) -> HookRunner:
-    return HookRunner(workspace, engine, [f"{HERE}:{h}" for h in hooks], workspace.log_dir / STATE_FILE)
+    runner = HookRunner(workspace, engine, [f"{HERE}:{h}" for h in hooks], workspace.log_dir / STATE_FILE)
+    assert runner.ready(timeout=60)  # imported in a thread beside the loading
+    return runner
 
 
 def test_hooks_are_named_as_importable_functions() -> None:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -107,16 +108,35 @@ class HookState:
 
 
 class HookRunner:
-    """Runs the hooks after each batch, in order, keeping each one's progress on disk."""
+    """Runs the hooks after each batch, in order, keeping each one's progress on disk.
+
+    The hooks are imported in a thread beside the loading: a stage's modules can take
+    seconds to import (scikit-learn, statsmodels …), and loading must not wait for them.
+    Batches loaded meanwhile reach the hooks from `events` once they are imported.
+    """
 
     def __init__(self, workspace: Workspace, engine: Engine, names: Iterable[str], state_path: Path) -> None:
         self.workspace, self.engine, self.state_path = workspace, engine, state_path
-        self.hooks = {name: resolve_hook(name) for name in names}
-        self.state = {name: HookState() for name in self.hooks}
+        self.state = {name: HookState() for name in names}
+        self.hooks: dict[str, AfterLoad] = {}
         self.latest: datetime | None = None  # loaded_at of the newest batch in `events`
+        self._imported = threading.Event()
+        threading.Thread(target=self._import, name="after-load-import", daemon=True).start()
+
+    def _import(self) -> None:
+        try:
+            self.hooks = {name: resolve_hook(name) for name in self.state}
+        except Exception:  # create_app imported them already; this is the loader's own copy
+            log.exception("after-load hooks could not be imported by the loader; they will not run")
+        finally:
+            self._imported.set()
+
+    def ready(self, timeout: float = 0.0) -> bool:
+        """Whether the hooks are imported (waiting up to `timeout` seconds)."""
+        return self._imported.wait(timeout) and len(self.hooks) == len(self.state)
 
     def start(self) -> None:
-        """Read the saved progress and give every hook that is behind what it missed."""
+        """Read the saved progress; hooks that are behind catch up once imported."""
         saved = orjson.loads(self.state_path.read_bytes()) if self.state_path.exists() else {}
         self.latest = _latest_loaded(self.engine)
         for name, state in self.state.items():
@@ -127,12 +147,21 @@ class HookRunner:
             state.through = datetime.fromisoformat(through) if through else None
             state.failures = int(saved[name].get("failures", 0))
         self._save()  # from now on a crash between a commit and the hooks is replayed
-        if self.latest is not None:
-            self.after_batch(self.latest, None)
+        self.catch_up()
+
+    def catch_up(self) -> None:
+        """Between batches: give hooks that are behind what they missed (a failing hook
+        is retried with the next batch instead)."""
+        if self.latest is None or any(s.failures for s in self.state.values()):
+            return
+        if any(s.through is None or s.through < self.latest for s in self.state.values()) and self.ready():
+            self.after_batch(self.latest, None)  # type: ignore[arg-type]
 
     def after_batch(self, loaded_at: datetime, fresh: pa.Table | None) -> None:
         """Run each hook on the batch loaded at `loaded_at` (plus anything it missed)."""
         previous, self.latest = self.latest, loaded_at
+        if not self.ready():
+            return  # not imported yet: they will read these events from `events`
         for name, hook in self.hooks.items():
             state = self.state[name]
             if state.through is not None and state.through >= loaded_at:

@@ -154,11 +154,15 @@ class Loader:
         """
         while not stop.poll(0):
             if not (self.worth_loading(draining=False) and self._step(stop)):
+                if self.hooks is not None:
+                    self.guarded(self.hooks.catch_up)
                 stop.poll(interval)
             if loaded is not None:
                 loaded.value = self.loaded_events
         while self._step(stop):
             pass
+        if self.hooks is not None:
+            self.guarded(self.hooks.catch_up)  # if not imported yet, the next start replays the batches
         if loaded is not None:
             loaded.value = self.loaded_events
         self.decoder.close()
