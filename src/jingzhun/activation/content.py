@@ -46,6 +46,7 @@ from jingzhun.activation.content_templates import (
     load_settings,
     load_template,
     parse_template,
+    source_map,
 )
 from jingzhun.activation.coupons import coupon_code, coupon_key, issue_coupons
 from jingzhun.activation.person_batch import distinct_ids, person_batch
@@ -231,7 +232,7 @@ def _render_one(template: MessageTemplate, texts: dict[str, CompiledText], conte
     landing = context["link"](target) if target else None
     context["url"] = landing or ""
     parts = {part: render_text(template, text, context, person_id) for part, text in texts.items() if part != "link"}
-    where = Where(template.id, context["channel"], context["language"], person_id)
+    where = Where(template.id, context["channel"], context["language"], person_id, source_map(template).path)
     output = apply_channel(template, parts, context, settings, where)
     coupon = context["coupon"]
     preview = where.say("预览券码：尚未发放", "preview coupon code: not issued")
