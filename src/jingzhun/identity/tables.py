@@ -103,9 +103,10 @@ def drop_work_tables(engine: Engine) -> None:
             engine.drop_table(name)
 
 
-# Activation history written with a person_id at the time; it follows merges here.
-# (Portrait tables are recomputed from record_persons by their own stages.)
-FOLLOW_MERGES = ("deliveries", "message_events", "experiments", "consents")
+# Activation history (and real-time audience entries) written with a person_id at the
+# time; it follows merges here. (Portrait tables are recomputed from record_persons by
+# their own stages.)
+FOLLOW_MERGES = ("deliveries", "message_events", "experiments", "consents", "segment_live_members")
 MERGED = "SELECT person_id AS old_id, merged_into FROM persons WHERE status = 'merged' AND merged_into IS NOT NULL"
 
 
