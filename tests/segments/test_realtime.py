@@ -20,8 +20,10 @@ from jingzhun.segments import (
     list_audiences,
     live_changes,
     live_members,
+    members_sql,
     parse_audience,
     preview_audience,
+    snapshot_audiences,
 )
 from jingzhun.segments.realtime import LiveCompiler, changes_sql, realtime_problems, touched_sql
 from tests.collect.collector.conftest import serving
@@ -145,4 +147,8 @@ def test_membership_follows_events_through_a_real_collector(portrayed_demo: Path
         assert bool(listed.loc["cosmetics_viewers_live", "realtime"])
         definition = parse_audience(audiences[0])
         assert preview_audience(workspace, engine, definition).live_members == 2
+        snapshot = snapshot_audiences(workspace, engine, ["cosmetics_viewers_live"]).snapshots[0]
+        assert snapshot.members == 2  # the dated snapshot, over everyone, agrees with the live members
+        assert set(engine.query(members_sql("cosmetics_viewers_live")).column(0).to_pylist()) == {
+            person[a], person[c]}
         assert twice.sql.startswith("SELECT") and "segment_live_members" in twice.sql
