@@ -40,6 +40,7 @@ from jingzhun.profiles.rules import (
     NotCondition,
     Problem,
     RuleError,
+    Threshold,
     walk,
 )
 from jingzhun.profiles.rules_compiler import RuleCompiler, literal
@@ -116,7 +117,7 @@ class LiveCompiler(RuleCompiler):
     """The rule compiler with every per-person aggregate restricted to the persons in
     `population` (the touched ones), so a batch reads only their records."""
 
-    def _measured(self, query: exp.Select, measure: exp.Expression, threshold) -> exp.Expression:  # type: ignore[no-untyped-def]
+    def _measured(self, query: exp.Select, measure: exp.Expression, threshold: Threshold) -> exp.Expression:
         touched = exp.select("person_id").from_(self.population)
         return super()._measured(query.where(exp.column("person_id", table="rp").isin(query=touched)),
                                  measure, threshold)

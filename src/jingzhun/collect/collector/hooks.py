@@ -65,7 +65,8 @@ def hook_name(hook: str | AfterLoad) -> str:
         >>> hook_name("jingzhun.identity.realtime:attribute_new_events")
         'jingzhun.identity.realtime:attribute_new_events'
     """
-    name = hook if isinstance(hook, str) else f"{getattr(hook, '__module__', '')}:{getattr(hook, '__qualname__', '')}"
+    name = hook if isinstance(hook, str) else \
+        f"{getattr(hook, '__module__', '')}:{getattr(hook, '__qualname__', '')}"
     try:
         found = resolve_hook(name)
     except (ImportError, AttributeError, ValueError) as missing:
@@ -236,7 +237,8 @@ def _loaded_between(engine: Engine, after: datetime | None, through: datetime) -
     `events` is appended in loading order, so the engine skips older row groups by the
     min/max of `loaded_at`.
     """
-    query = exp.select("*").from_("events").where(exp.LTE(this=exp.column("loaded_at"), expression=_timestamp(through)))
+    loaded = exp.column("loaded_at")
+    query = exp.select("*").from_("events").where(exp.LTE(this=loaded, expression=_timestamp(through)))
     if after is not None:
-        query = query.where(exp.GT(this=exp.column("loaded_at"), expression=_timestamp(after)))
+        query = query.where(exp.GT(this=loaded.copy(), expression=_timestamp(after)))
     return engine.query(query)
