@@ -75,3 +75,13 @@ def test_data_model_doc_matches_the_schema() -> None:
 
     doc = (Path(__file__).parents[2] / "docs" / "data-model.md").read_text(encoding="utf-8")
     assert schema_reference_markdown() in doc, "regenerate docs/data-model.md from schema_reference_markdown()"
+
+
+def test_migrations_are_numbered_one_after_another() -> None:
+    """Versions 1, 2, 3 … in order, each once: `migrate` applies those after the stored version,
+    so a version added out of order would be skipped on workspaces already past it."""
+    from jingzhun.schema.migrations import LATEST_VERSION, MIGRATIONS
+
+    versions = [migration.version for migration in MIGRATIONS]
+    assert versions == list(range(1, len(versions) + 1))
+    assert LATEST_VERSION == versions[-1]
