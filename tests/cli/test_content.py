@@ -46,6 +46,3 @@ def test_list_preview_issue_and_redemptions(demo: Path) -> None:
     assert report.returncode == 0, report.stderr
     [summary] = json.loads(report.stdout)
     assert (summary["issued"], summary["redeemed"]) == (2, 0)
-
-    missing = run("template", "preview", "nope", "--person", first, "-w", str(demo))
-    assert missing.returncode == 2 and "no message template 'nope'" in missing.stderr and "Fix" in missing.stderr
