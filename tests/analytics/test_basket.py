@@ -31,6 +31,7 @@ from jingzhun.analytics.basket import (
     rules_sql,
 )
 from jingzhun.analytics.fans import Audience, audience_members_sql, distribution_sql
+from jingzhun.analytics.staging import MATERIALIZES_SHARED_CTES, query_staged, shared_ctes
 from jingzhun.core import open_workspace
 from jingzhun.engine import DuckDBEngine, Engine, open_engine, render
 from jingzhun.engine.parity import compare_tables
@@ -164,6 +165,13 @@ def test_rule_queries_render_for_both_engines() -> None:
             assert "frequent_pairs" in render(rules_sql(spec), dialect)
 
 
+def test_spark_stages_the_shared_ctes_and_duckdb_runs_one_query() -> None:
+    shared = shared_ctes(rules_sql(BasketSpec(level="product")))
+    assert shared[:5] == ["basket_items", "basket_count", "frequent_items", "frequent_lines", "frequent_pairs"]
+    assert {"triple_candidates", "frequent_triples"} <= set(shared) and "rule_counts" not in shared
+    assert MATERIALIZES_SHARED_CTES.get("duckdb") and not MATERIALIZES_SHARED_CTES.get("spark")
+
+
 def test_rules_report_from_the_command_line(portrayed_demo: Path, tmp_path: Path) -> None:
     workspace = copy_workspace(portrayed_demo, tmp_path / "ws")
     done = run("report", "rules", "-w", str(workspace.root), "--level", "subcategory", "--max-size", "2",
@@ -179,12 +187,13 @@ def test_rules_and_tgi_are_the_same_on_duckdb_and_spark(pipelines_on_both) -> No
     (duck, spark), _ = pipelines_on_both
     spark.refresh()
     rules = rules_sql(BasketSpec(level="subcategory", min_support=0.005))
-    report = compare_tables("rules", duck.query(rules), spark.query(rules))
+    # Spark reads the shared CTEs from staged tables (analytics.staging); DuckDB runs the one query
+    report = compare_tables("rules", duck.query(rules), query_staged(spark, rules))
     assert report.equal and report.left_rows > 20, report.differences
     as_of = data_as_of(duck)
     fans = audience_members_sql(duck, Audience(followers=[]), as_of, "Asia/Shanghai")
     buyers = audience_members_sql(duck, Audience(rule={"order": {"product": {"category": "cosmetics"}}}), as_of,
                                   "Asia/Shanghai")
     tgi = distribution_sql(fans, buyers, ["age_band", "gender", "member_level"])
-    report = compare_tables("tgi", duck.query(tgi), spark.query(tgi))
+    report = compare_tables("tgi", duck.query(tgi), query_staged(spark, tgi))
     assert report.equal and report.left_rows > 10, report.differences

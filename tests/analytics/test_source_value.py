@@ -90,7 +90,9 @@ def test_the_file_is_stored_with_its_columns_recognized(partner: dict) -> None:
 def test_overlap_matches_every_hashed_phone_of_ours_and_nothing_else(demo: tuple[Workspace, Engine],
                                                                       partner: dict) -> None:
     workspace, engine = demo
-    frame = partner_overlap(engine, partner["data"], workspace).frame.set_index("column")
+    overlap = partner_overlap(engine, partner["data"], workspace)
+    assert render(parse_sql(overlap.sql["overlap"]), "spark")
+    frame = overlap.frame.set_index("column")
     phones, sha = partner["phones"], partner["sha"]
     md5 = frame.loc["phone_md5"]
     assert (md5["rows_with_value"], md5["valid_rows"], md5["matched_rows"]) == (
@@ -111,6 +113,7 @@ def test_the_planted_tag_lifts_conversion_and_the_random_one_does_not(demo: tupl
     assert useful["significant"] and useful["rate_ratio_low"] > 2
     assert not useless["significant"] and useless["rate_ratio_low"] < 1 < useless["rate_ratio_high"]
     assert lift.frame.iloc[0]["value"] == "美妆达人"
+    assert render(parse_sql(lift.sql["tag_lift"]), "spark")
     assert lift.params["persons"] <= partner["phones"] and 0 < lift.params["converters"] < lift.params["persons"]
 
 
@@ -127,8 +130,10 @@ def test_the_ranking_puts_the_planted_tag_above_the_random_one(demo: tuple[Works
     ranking = rank_sources(engine, window_days=WINDOW, partner=partner["data"], workspace=workspace)
     frame = ranking.frame.set_index("source")
     useful, useless = frame.loc["partner:interest"], frame.loc["partner:travel"]
-    assert useful["auc"] > 0.6 and useful["auc"] > useless["auc"] + 0.1
-    assert useful["auc_gain"] > 0.02 > useless["auc_gain"] and useful["rank"] < useless["rank"]
+    assert useful["auc"] > 0.6 and useful["auc"] > useless["auc"] and useful["rank"] < useless["rank"]
+    # beyond our own sources and being in the file at all, only the planted column adds anything
+    assert useful["auc_gain"] > 0.02 and abs(useless["auc_gain"]) < 0.01
+    assert frame.loc["partner", "auc_gain"] > 0.02
     assert frame.loc["transactions", "auc"] > 0.55 and frame.index[0] == "all_ours"
     assert {"transactions", "search", "browsing", "context", "social", "membership", "demographics",
             "survey"} <= set(frame.index)

@@ -10,11 +10,15 @@ Spark over any number of orders:
 
     items  ──support ≥ s──►  frequent items  ──self-join within a basket──►  pairs
     pairs ≥ s  ──pairs sharing their first item, whose other two also pair──►  candidate triples
-    candidates counted in the baskets ≥ s  ──►  every rule A → C of each frequent itemset
+    each basket's triples of candidate items, kept if a candidate  ──counted ≥ s──►  frequent triples
+    ──►  every rule A → C of each frequent pair and triple
 
 Only frequent items enter the pair join, and only triples whose three pairs are frequent
 are counted (an itemset can be no more frequent than any of its parts), which is what
-keeps the self-joins small. For every rule the query returns, with N baskets:
+keeps the self-joins small. Every self-join is on the basket, and the candidates filter
+the baskets' triples as a semi-join (EXISTS): joined on their items instead, a planner
+may pair each candidate with every basket holding one of its items first — at 2M orders
+that spilled 60 GB before failing. For every rule the query returns, with N baskets:
 
     support     = baskets(A ∪ C) / N                confidence = baskets(A ∪ C) / baskets(A)
     lift        = confidence / support(C)           leverage   = support − support(A)·support(C)
@@ -28,6 +32,7 @@ drivers before their add-ons, and bundle / coupon-pair suggestions with attach r
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +40,7 @@ import pandas as pd
 from sqlglot import exp
 
 from jingzhun.analytics.result import Analysis, AnalyticsError, Chart
+from jingzhun.analytics.staging import query_staged
 from jingzhun.engine import Engine, parse_sql
 from jingzhun.profiles.rules_compiler import literal
 
@@ -64,7 +70,7 @@ LEFT JOIN (SELECT product_id, MIN(subcategory) AS subcategory, MIN(category) AS 
 WHERE COALESCE(o.status, '') <> 'cancelled' AND oi.quantity > 0{period}"""
 
 # `basket_items` (basket_id, item), one row per basket and item; baskets per item.
-BASKET_CTES = """basket_items AS (SELECT DISTINCT basket_id, item FROM ({baskets}) AS b WHERE item IS NOT NULL),
+BASKET_CTES = """basket_items AS (SELECT DISTINCT basket_id, item FROM basket_source AS b WHERE item IS NOT NULL),
 basket_count AS (SELECT CAST(COUNT(DISTINCT basket_id) AS DOUBLE) AS baskets FROM basket_items),
 item_counts AS (SELECT item, COUNT(*) AS baskets FROM basket_items GROUP BY item)"""
 
@@ -83,12 +89,17 @@ TRIPLE_CTES = """triple_candidates AS (SELECT p.item_1, p.item_2, q.item_2 AS it
   FROM frequent_pairs AS p
   JOIN frequent_pairs AS q ON q.item_1 = p.item_1 AND q.item_2 > p.item_2
   JOIN frequent_pairs AS r ON r.item_1 = p.item_2 AND r.item_2 = q.item_2),
-triple_counts AS (SELECT c.item_1, c.item_2, c.item_3, COUNT(*) AS baskets
-  FROM frequent_lines AS a
-  JOIN frequent_lines AS b ON b.basket_id = a.basket_id AND b.item > a.item
-  JOIN frequent_lines AS x ON x.basket_id = a.basket_id AND x.item > b.item
-  JOIN triple_candidates AS c ON c.item_1 = a.item AND c.item_2 = b.item AND c.item_3 = x.item
-  GROUP BY c.item_1, c.item_2, c.item_3),
+candidate_lines AS (SELECT l.basket_id, l.item FROM frequent_lines AS l
+  WHERE l.item IN (SELECT item_1 FROM triple_candidates UNION SELECT item_2 FROM triple_candidates
+                   UNION SELECT item_3 FROM triple_candidates)),
+basket_triples AS (SELECT a.item AS item_1, b.item AS item_2, x.item AS item_3
+  FROM candidate_lines AS a
+  JOIN candidate_lines AS b ON b.basket_id = a.basket_id AND b.item > a.item
+  JOIN candidate_lines AS x ON x.basket_id = a.basket_id AND x.item > b.item),
+triple_counts AS (SELECT t.item_1, t.item_2, t.item_3, COUNT(*) AS baskets FROM basket_triples AS t
+  WHERE EXISTS (SELECT 1 FROM triple_candidates AS c
+                WHERE c.item_1 = t.item_1 AND c.item_2 = t.item_2 AND c.item_3 = t.item_3)
+  GROUP BY t.item_1, t.item_2, t.item_3),
 frequent_triples AS (SELECT t.item_1, t.item_2, t.item_3, t.baskets FROM triple_counts AS t
   CROSS JOIN basket_count AS n WHERE CAST(t.baskets AS DOUBLE) / n.baskets >= :min_support)"""
 
@@ -159,16 +170,20 @@ def order_lines_sql(level: str = "subcategory", since: dt.datetime | None = None
     return exp.replace_placeholders(query, **bound) if bound else query
 
 
-def _baskets_sql(spec: BasketSpec) -> str:
+def _baskets(spec: BasketSpec) -> exp.Expression:
+    """The query of (basket_id, item) rows the itemsets are mined from."""
     if spec.baskets is None:
-        chosen: exp.Expression = order_lines_sql(spec.level, spec.since, spec.until)
-    elif isinstance(spec.baskets, exp.Expression):
-        chosen = spec.baskets
-    elif " " not in spec.baskets.strip():  # a table name
-        chosen = exp.select("basket_id", "item").from_(exp.to_table(spec.baskets.strip()))
-    else:
-        chosen = parse_sql(spec.baskets)
-    return chosen.sql(dialect="duckdb")
+        return order_lines_sql(spec.level, spec.since, spec.until)
+    if isinstance(spec.baskets, exp.Expression):
+        return spec.baskets
+    if " " not in spec.baskets.strip():  # a table name
+        return exp.select("basket_id", "item").from_(exp.to_table(spec.baskets.strip()))
+    return parse_sql(spec.baskets)
+
+
+def _named(spec: BasketSpec) -> bool:
+    """Product names exist for products of our orders, not for other baskets' items."""
+    return spec.level == "product" and spec.baskets is None
 
 
 def _lookup(kind: str, indices: tuple[int, ...], alias: str) -> tuple[str, str]:
@@ -204,9 +219,9 @@ def _rule_selects(max_size: int) -> list[str]:
     return selects
 
 
-def _names_cte(spec: BasketSpec) -> str:
+def _names_cte(named: bool) -> str:
     """Readable names of the items: product names at product level, else the item itself."""
-    if spec.level == "product" and spec.baskets is None:
+    if named:
         return "item_names AS (SELECT product_id AS item, MIN(name) AS name FROM products GROUP BY product_id)"
     return "item_names AS (SELECT item, item AS name FROM frequent_items)"
 
@@ -220,11 +235,27 @@ def rules_sql(spec: BasketSpec, min_confidence: float = 0.0, min_lift: float = 0
         True
     """
     _check(spec)
-    ctes = [FREQUENT_CTES.format(baskets=_baskets_sql(spec))]
-    if spec.max_size == 3:
-        ctes.append(TRIPLE_CTES)
-    ctes.append("rule_counts AS (\n" + "\nUNION ALL\n".join(_rule_selects(spec.max_size)) + ")")
-    ctes.append(_names_cte(spec))
+    query = inline(_rules_template(spec.max_size, _named(spec)).copy(), basket_source=_baskets(spec))
+    return bind_in_place(query, min_support=float(spec.support), min_confidence=float(min_confidence),
+                         min_lift=float(min_lift))
+
+
+def bind_in_place(query: exp.Expression, **values: object) -> exp.Expression:
+    """`:name` placeholders replaced by literals, without copying the tree first (the
+    template was copied already; sqlglot's replace_placeholders would copy it again)."""
+    def replace(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Placeholder) and node.name in values:
+            return literal(values[node.name])
+        return node
+    return query.transform(replace, copy=False)
+
+
+@functools.lru_cache(maxsize=8)
+def _rules_template(max_size: int, named: bool) -> exp.Expression:
+    """The rules query over a placeholder table `basket_source`, parsed once (about 7 kB)."""
+    ctes = [FREQUENT_CTES, *([TRIPLE_CTES] if max_size == 3 else [])]
+    ctes.append("rule_counts AS (\n" + "\nUNION ALL\n".join(_rule_selects(max_size)) + ")")
+    ctes.append(_names_cte(named))
     joined = ",\n".join(ctes)
     sql = f"""WITH {joined},
 scored AS (SELECT r.*, {METRICS} FROM rule_counts AS r CROSS JOIN basket_count AS n)
@@ -245,9 +276,7 @@ LEFT JOIN item_names AS nc1 ON nc1.item = r.consequent_1
 LEFT JOIN item_names AS nc2 ON nc2.item = r.consequent_2
 WHERE r.confidence >= :min_confidence AND r.lift >= :min_lift
 ORDER BY r.lift DESC, r.support DESC, antecedent, consequent"""
-    return exp.replace_placeholders(parse_sql(sql), min_support=exp.convert(float(spec.support)),
-                                    min_confidence=exp.convert(float(min_confidence)),
-                                    min_lift=exp.convert(float(min_lift)))
+    return parse_sql(sql)
 
 
 def frequent_itemsets_sql(spec: BasketSpec) -> exp.Expression:
@@ -258,7 +287,7 @@ def frequent_itemsets_sql(spec: BasketSpec) -> exp.Expression:
         True
     """
     _check(spec)
-    ctes = [FREQUENT_CTES.format(baskets=_baskets_sql(spec))] + ([TRIPLE_CTES] if spec.max_size == 3 else [])
+    ctes = [FREQUENT_CTES] + ([TRIPLE_CTES] if spec.max_size == 3 else [])
     parts = ["SELECT item AS itemset, 1 AS items, baskets FROM frequent_items",
              f"SELECT CONCAT_WS('{SEPARATOR}', item_1, item_2), 2, baskets FROM frequent_pairs"]
     if spec.max_size == 3:
@@ -267,14 +296,16 @@ def frequent_itemsets_sql(spec: BasketSpec) -> exp.Expression:
     sql = (f"WITH {joined},\nitemsets AS ({' UNION ALL '.join(parts)})\n"
            "SELECT s.itemset, s.items, s.baskets, CAST(s.baskets AS DOUBLE) / n.baskets AS support\n"
            "FROM itemsets AS s CROSS JOIN basket_count AS n ORDER BY s.items, s.baskets DESC, s.itemset")
-    return exp.replace_placeholders(parse_sql(sql), min_support=exp.convert(float(spec.support)))
+    query = inline(parse_sql(sql), basket_source=_baskets(spec))
+    return exp.replace_placeholders(query, min_support=exp.convert(float(spec.support)))
 
 
 def inline(query: exp.Expression, **parts: exp.Expression) -> exp.Expression:
     """`query` with each table named like a keyword replaced by that query (keeping its alias)."""
     for table in list(query.find_all(exp.Table)):
         if table.name in parts:
-            table.replace(parts[table.name].copy().subquery(table.alias_or_name))
+            table.replace(exp.Subquery(this=parts[table.name].copy(), alias=exp.TableAlias(
+                this=exp.to_identifier(table.alias_or_name))))
     return query
 
 
@@ -297,7 +328,7 @@ def _rule_reading(row: pd.Series) -> tuple[str, str]:
 
 
 def _frame(engine: Engine, query: exp.Expression) -> pd.DataFrame:
-    frame = engine.query(query).to_pandas()
+    frame = query_staged(engine, query).to_pandas()
     if "conviction" in frame:  # NULL means infinite: confidence 1
         frame["conviction"] = frame["conviction"].astype("float64").fillna(np.inf)
     return frame
@@ -369,7 +400,7 @@ def cross_sell(engine: Engine, item: str | None = None, level: str = "product", 
     spec = BasketSpec(level, min_support, 2, since, until)
     _check(spec)
     query = cross_sell_sql(spec, item, top, min_lift)
-    frame = engine.query(query).to_pandas().drop(columns=["antecedent_baskets"])
+    frame = query_staged(engine, query).to_pandas().drop(columns=["antecedent_baskets"])
     if item is not None and frame.empty:
         raise AnalyticsError(
             f"no cross-sell for {level} {item!r}: it is in too few baskets or nothing is bought with it "
@@ -427,10 +458,10 @@ def item_traffic_sql(spec: BasketSpec) -> exp.Expression:
     period = "".join(f" AND e.timestamp {op} :{name}" for name, op, value in
                      (("since", ">=", spec.since), ("until", "<", spec.until)) if value is not None)
     name = "pn.name" if spec.level == "product" else "COALESCE(c.item, v.item)"
-    sql = TRAFFIC_SQL.format(baskets_ctes=BASKET_CTES.format(baskets=_baskets_sql(spec)),
-                             view_item=_VIEW_ITEM[spec.level], period=period, name=name)
+    sql = TRAFFIC_SQL.format(baskets_ctes=BASKET_CTES, view_item=_VIEW_ITEM[spec.level], period=period, name=name)
     bound = {key: literal(value) for key, value in (("since", spec.since), ("until", spec.until)) if value is not None}
-    return exp.replace_placeholders(parse_sql(sql), **bound) if bound else parse_sql(sql)
+    query = exp.replace_placeholders(parse_sql(sql), **bound) if bound else parse_sql(sql)
+    return inline(query, basket_source=_baskets(spec))
 
 
 @dataclass
@@ -488,7 +519,7 @@ def livestream_lineup(engine: Engine, items: list[str] | None = None, level: str
     """
     spec = BasketSpec(level, min_support, 2, since, until)
     traffic_query, rules_query = item_traffic_sql(spec), rules_sql(spec, min_lift=min_lift)
-    traffic = engine.query(traffic_query).to_pandas()
+    traffic = query_staged(engine, traffic_query).to_pandas()
     if items:
         missing = sorted(set(items) - set(traffic["item"]))
         if missing:
@@ -497,7 +528,7 @@ def livestream_lineup(engine: Engine, items: list[str] | None = None, level: str
                                  message_zh=f"未知的{_LEVEL_ZH[level]}：{'、'.join(missing)}（从未售出或被浏览）。",
                                  fix_zh=f"请给出在订单或浏览中出现过的{_LEVEL_ZH[level]}编号")
         traffic = traffic[traffic["item"].isin(items)]
-    rules = engine.query(rules_query).to_pandas()
+    rules = query_staged(engine, rules_query).to_pandas()
     order = _order_lineup(traffic.reset_index(drop=True), rules, slots if not items else len(items), max_add_ons)
     by_item = traffic.set_index("item")
     names = {item: (name if isinstance(name, str) else item) for item, name in by_item["name"].items()}
@@ -546,7 +577,8 @@ def bundles_sql(spec: BasketSpec, min_lift: float = 1.5, min_baskets: int = 5) -
     else:  # baskets without prices
         prices = parse_sql("SELECT CAST(NULL AS VARCHAR) AS item, CAST(NULL AS DOUBLE) AS price")
     query = exp.replace_placeholders(parse_sql(BUNDLES_SQL), min_baskets=exp.convert(int(min_baskets)))
-    return inline(query, pair_rules=rules_sql(pair_spec, min_lift=min_lift), item_prices=prices)
+    # pair_rules is read twice (both directions of a pair): a CTE, computed once
+    return query.with_("pair_rules", as_=rules_sql(pair_spec, min_lift=min_lift)).with_("item_prices", as_=prices)
 
 
 def _suggestion(row: pd.Series, bundle_confidence: float) -> dict[str, object]:
@@ -576,7 +608,7 @@ def bundle_suggestions(engine: Engine, level: str = "product", min_support: floa
     spec = BasketSpec(level, min_support, 2, since, until)
     _check(spec)
     query = bundles_sql(spec, min_lift, min_baskets)
-    pairs = engine.query(query).to_pandas().head(top)
+    pairs = query_staged(engine, query).to_pandas().head(top)
     chosen = pd.DataFrame([_suggestion(row, bundle_confidence) for _, row in pairs.iterrows()],
                           columns=["kind", "trigger", "offer", "trigger_name", "offer_name", "attach_rate",
                                    "reverse_attach_rate", "offer_base_rate", "bundle_price"])

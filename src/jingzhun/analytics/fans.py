@@ -40,6 +40,7 @@ from sqlglot import exp
 
 from jingzhun.analytics.basket import inline
 from jingzhun.analytics.result import Analysis, AnalyticsError, Chart
+from jingzhun.analytics.staging import query_staged
 from jingzhun.engine import Engine, parse_sql
 from jingzhun.profiles import build_rule_sql
 from jingzhun.profiles.rules import DEFAULT_TIMEZONE
@@ -312,7 +313,7 @@ def compare_audiences(engine: Engine, a: Audience | dict[str, Any], b: Audience 
     base_query = (audience_members_sql(engine, parse_audience_spec(base, "base"), moment, timezone, "base")
                   if base is not None else None)
     query = distribution_sql(*queries, dimensions, base_query)
-    frame = engine.query(query).to_pandas()
+    frame = query_staged(engine, query).to_pandas()
     labels_a, labels_b = first.labels(("人群A", "audience A")), second.labels(("人群B", "audience B"))
     tests = [dimension_test(d, frame[frame["dimension"] == d]) for d in dimensions]
     readings = [verdict(test, frame[frame["dimension"] == test["dimension"]], labels_a, labels_b) for test in tests]

@@ -13,8 +13,11 @@ plus the portrait's stable attributes (CRM demographics, survey answers). A part
 contributes its tag values and scores as known at each cut-off (rows dated later are
 left out) and a "matched" flag. For each source the table gives its AUC alone with a
 95% interval (Hanley & McNeil), the share of persons it says anything about, and its
-increment: how much the AUC of all our sources drops without it — for a partner's
-columns, how much they add on top of all of ours, which is what the file is worth.
+increment: how much the AUC of all our sources drops without it — for the partner's file
+(and for being in it at all), how much it adds on top of all of ours, which is what the
+file is worth; for each of its columns, how much its values add on top of ours and of
+being in the file (every matched row has some value, so a column's presence alone only
+says "matched").
 """
 
 from __future__ import annotations
@@ -142,17 +145,26 @@ def _portrait(engine: Engine, index: pd.Index) -> tuple[pd.DataFrame, dict[str, 
 
 
 def _partner_frame(engine: Engine, partner: PartnerData, windows: list[Window], workspace: Workspace | None,
-                   index: pd.MultiIndex) -> tuple[pd.DataFrame, dict[str, list[str]], str]:
+                   index: pd.MultiIndex) -> tuple[pd.DataFrame, dict[str, list[str]], dict[str, tuple], str]:
+    """The partner's features, grouped: the whole file, `matched` alone (being in the file at
+    all), and each tag or score column (its values; every matched row has one, so a column's
+    gain is measured on top of `matched`)."""
     query = partner_features_sql(partner, windows, workspace)
     long = engine.query(query).to_pandas()
     # one row per (snapshot, person, feature) already: unstack, no aggregation
     wide = long.set_index(["snapshot", "person_id", "feature"])["value"].unstack("feature").reindex(index)
     tags = [c for c in wide.columns if "=" in c or c == "matched"]
     wide[tags] = wide[tags].fillna(0.0)  # a tag not held (or not matched) is a 0, not unknown
-    groups = {f"partner:{partner.label(col)}": [c for c in wide.columns if c == col or c.startswith(col + "=")]
-              for col in [*partner.tags, *partner.scores]}
-    groups["partner"] = list(wide.columns)
-    return wide.add_prefix("partner|"), {k: [f"partner|{c}" for c in v] for k, v in groups.items()}, engine.render(query)
+    columns = [*partner.tags, *partner.scores]
+    groups = {"partner": list(wide.columns), "partner:matched": ["matched"]}
+    groups |= {f"partner:{partner.label(col)}": [c for c in wide.columns if c == col or c.startswith(col + "=")]
+               for col in columns}
+    names = {"partner": ("partner", f"合作方数据 {partner.name}（全部列）", f"partner file {partner.name} (all columns)"),
+             "partner:matched": ("partner", "合作方：是否在文件中（覆盖）", "partner: in the file at all (coverage)")}
+    names |= {f"partner:{partner.label(col)}": ("partner", f"合作方：{partner.label(col)}", f"partner: {partner.label(col)}")
+              for col in columns}
+    prefixed = {k: [f"partner|{c}" for c in v] for k, v in groups.items()}
+    return wide.add_prefix("partner|"), prefixed, names, engine.render(query)
 
 
 def _read(engine: Engine, goal: object, windows: list[Window], partner: PartnerData | None,
@@ -170,12 +182,11 @@ def _read(engine: Engine, goal: object, windows: list[Window], partner: PartnerD
     names.update({source: ("ours", zh, en) for source, zh, en, _, _ in PORTRAIT_SOURCES})
     frames, sql = [table, profile], {"rows": engine.render(query), "portrait": profile_sql}
     if partner is not None:
-        extra, partner_groups, sql["partner"] = _partner_frame(engine, partner, windows, workspace, table.index)
+        extra, partner_groups, partner_names, sql["partner"] = _partner_frame(engine, partner, windows, workspace,
+                                                                               table.index)
         frames.append(extra)
         groups.update(partner_groups)
-        names.update({g: ("partner", f"合作方：{g.split(':', 1)[1]}" if ":" in g else f"合作方数据 {partner.name}（全部列）",
-                          f"partner: {g.split(':', 1)[1]}" if ":" in g else f"partner file {partner.name} (all columns)")
-                      for g in partner_groups})
+        names.update(partner_names)
     whole = pd.concat(frames, axis=1)
     train = whole.index.get_level_values("snapshot") == 0
     return _Rows(whole[train], whole[~train], y[train], y[~train], groups, names, sql)
@@ -229,13 +240,17 @@ def _score(rows: _Rows) -> pd.DataFrame:
     all_ours = out_of_time_auc(rows, ours)
     positives, negatives = int(rows.y_test.sum()), int(len(rows.y_test) - rows.y_test.sum())
     records = [("all_ours", "ours", "我方全部数据", "all our sources", len(ours), _coverage(rows, ours), all_ours, 0.0)]
+    matched = rows.groups.get("partner:matched", [])
+    ours_and_matched = out_of_time_auc(rows, ours + matched) if matched else all_ours
     for source, (kind, zh, en) in rows.names.items():
         columns = rows.groups[source]
         alone = out_of_time_auc(rows, columns)
         if kind == "ours":
             gain = all_ours - out_of_time_auc(rows, [c for c in ours if c not in columns])
-        else:
+        elif source in ("partner", "partner:matched"):
             gain = out_of_time_auc(rows, ours + columns) - all_ours
+        else:  # a column's values beyond being in the file
+            gain = out_of_time_auc(rows, ours + matched + columns) - ours_and_matched
         records.append((source, kind, zh, en, len(columns), _coverage(rows, columns), alone, gain))
     frame = pd.DataFrame(records, columns=["source", "kind", "name_zh", "name_en", "features", "coverage", "auc",
                                            "auc_gain"])
@@ -256,10 +271,12 @@ def _readings(frame: pd.DataFrame, windows: list[Window]) -> list[tuple[str, str
                  f"sources together {whole['auc']:.3f}. Trained at {windows[0].cutoff:%Y-%m-%d}, tested at "
                  f"{windows[1].cutoff:%Y-%m-%d}, {windows[0].days}-day windows.")]
     for row in frame[frame["kind"] == "partner"].itertuples():
-        readings.append((f"「{row.name_zh}」单独 AUC {row.auc:.3f}，覆盖 {row.coverage:.0%} 的客户；加入我方数据后 AUC "
+        column = row.source not in ("partner", "partner:matched")
+        on_zh, on_en = ("我方数据及“是否在文件中”", "all of ours and being in the file") if column else ("我方数据", "all of ours")
+        readings.append((f"「{row.name_zh}」单独 AUC {row.auc:.3f}，覆盖 {row.coverage:.0%} 的客户；在{on_zh}之上使 AUC "
                          f"{'提高' if row.auc_gain >= 0 else '降低'} {abs(row.auc_gain):.3f}。",
-                         f"{row.name_en}: AUC {row.auc:.3f} alone, covering {row.coverage:.0%} of persons; added to all "
-                         f"of ours it moves the AUC by {row.auc_gain:+.3f}."))
+                         f"{row.name_en}: AUC {row.auc:.3f} alone, covering {row.coverage:.0%} of persons; on top of "
+                         f"{on_en} it moves the AUC by {row.auc_gain:+.3f}."))
     return readings
 
 
