@@ -7,14 +7,8 @@ that produced it, a chart spec and plain readings. Public functions are re-expor
 here; the modules are internal.
 """
 
-from jingzhun.analytics.basket import (
-    BasketSpec,
-    association_rules,
-    bundle_suggestions,
-    cross_sell,
-    livestream_lineup,
-    rules_sql,
-)
+from jingzhun.analytics.basket import BasketSpec, association_rules, cross_sell, rules_sql
+from jingzhun.analytics.basket_offers import bundle_suggestions, livestream_lineup
 from jingzhun.analytics.calendar import HOLIDAYS, Period, compare_to, holiday_period, parse_period
 from jingzhun.analytics.compare import compare_periods, compare_with_benchmark
 from jingzhun.analytics.cube import CubeQuery, build_cube_sql, pivot_frame, run_cube

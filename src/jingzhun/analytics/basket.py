@@ -40,7 +40,7 @@ import pandas as pd
 from sqlglot import exp
 
 from jingzhun.analytics.result import Analysis, AnalyticsError, Chart
-from jingzhun.analytics.staging import query_staged
+from jingzhun.analytics.staging import bind_in_place, inline, query_staged
 from jingzhun.engine import Engine, parse_sql
 from jingzhun.profiles.rules_compiler import literal
 
@@ -54,7 +54,7 @@ _ITEM = {
     "subcategory": "p.subcategory",
     "category": "p.category",
 }
-_LEVEL_ZH = {"product": "商品", "subcategory": "子品类", "category": "品类"}
+LEVEL_ZH = {"product": "商品", "subcategory": "子品类", "category": "品类"}
 
 # Lines of kept orders, each with its product found by product_id, else barcode (POS), else sku.
 ORDER_LINES_SQL = """SELECT oi.order_id AS basket_id, {item} AS item, CAST(oi.unit_price AS DOUBLE) AS unit_price
@@ -139,7 +139,7 @@ class BasketSpec:
         return self.min_support if self.min_support is not None else DEFAULT_MIN_SUPPORT[self.level]
 
 
-def _check(spec: BasketSpec) -> None:
+def check_spec(spec: BasketSpec) -> None:
     if spec.level not in LEVELS:
         raise AnalyticsError(f"unknown item level {spec.level!r}.", field="level", fix=f"use one of {', '.join(LEVELS)}",
                              message_zh=f"未知的商品层级 {spec.level!r}。", fix_zh=f"可选：{'、'.join(LEVELS)}")
@@ -170,7 +170,7 @@ def order_lines_sql(level: str = "subcategory", since: dt.datetime | None = None
     return exp.replace_placeholders(query, **bound) if bound else query
 
 
-def _baskets(spec: BasketSpec) -> exp.Expression:
+def baskets_query(spec: BasketSpec) -> exp.Expression:
     """The query of (basket_id, item) rows the itemsets are mined from."""
     if spec.baskets is None:
         return order_lines_sql(spec.level, spec.since, spec.until)
@@ -234,20 +234,10 @@ def rules_sql(spec: BasketSpec, min_confidence: float = 0.0, min_lift: float = 0
         >>> "frequent_triples" in sql and "conviction" in sql
         True
     """
-    _check(spec)
-    query = inline(_rules_template(spec.max_size, _named(spec)).copy(), basket_source=_baskets(spec))
+    check_spec(spec)
+    query = inline(_rules_template(spec.max_size, _named(spec)).copy(), basket_source=baskets_query(spec))
     return bind_in_place(query, min_support=float(spec.support), min_confidence=float(min_confidence),
                          min_lift=float(min_lift))
-
-
-def bind_in_place(query: exp.Expression, **values: object) -> exp.Expression:
-    """`:name` placeholders replaced by literals, without copying the tree first (the
-    template was copied already; sqlglot's replace_placeholders would copy it again)."""
-    def replace(node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.Placeholder) and node.name in values:
-            return literal(values[node.name])
-        return node
-    return query.transform(replace, copy=False)
 
 
 @functools.lru_cache(maxsize=8)
@@ -286,7 +276,7 @@ def frequent_itemsets_sql(spec: BasketSpec) -> exp.Expression:
         >>> "frequent_pairs" in frequent_itemsets_sql(BasketSpec()).sql(dialect="duckdb")
         True
     """
-    _check(spec)
+    check_spec(spec)
     ctes = [FREQUENT_CTES] + ([TRIPLE_CTES] if spec.max_size == 3 else [])
     parts = ["SELECT item AS itemset, 1 AS items, baskets FROM frequent_items",
              f"SELECT CONCAT_WS('{SEPARATOR}', item_1, item_2), 2, baskets FROM frequent_pairs"]
@@ -296,17 +286,8 @@ def frequent_itemsets_sql(spec: BasketSpec) -> exp.Expression:
     sql = (f"WITH {joined},\nitemsets AS ({' UNION ALL '.join(parts)})\n"
            "SELECT s.itemset, s.items, s.baskets, CAST(s.baskets AS DOUBLE) / n.baskets AS support\n"
            "FROM itemsets AS s CROSS JOIN basket_count AS n ORDER BY s.items, s.baskets DESC, s.itemset")
-    query = inline(parse_sql(sql), basket_source=_baskets(spec))
+    query = inline(parse_sql(sql), basket_source=baskets_query(spec))
     return exp.replace_placeholders(query, min_support=exp.convert(float(spec.support)))
-
-
-def inline(query: exp.Expression, **parts: exp.Expression) -> exp.Expression:
-    """`query` with each table named like a keyword replaced by that query (keeping its alias)."""
-    for table in list(query.find_all(exp.Table)):
-        if table.name in parts:
-            table.replace(exp.Subquery(this=parts[table.name].copy(), alias=exp.TableAlias(
-                this=exp.to_identifier(table.alias_or_name))))
-    return query
 
 
 # ---- readings ------------------------------------------------------------------------------
@@ -358,14 +339,14 @@ def association_rules(engine: Engine, level: str = "subcategory", min_support: f
     frame = _frame(engine, query)
     readings = [_rule_reading(row) for _, row in frame.head(3).iterrows()]
     if frame.empty:
-        readings = [(f"没有达到最小支持度 {spec.support:.2%} 的{_LEVEL_ZH[level]}组合，请调低 min_support。",
+        readings = [(f"没有达到最小支持度 {spec.support:.2%} 的{LEVEL_ZH[level]}组合，请调低 min_support。",
                      f"no {level} set reaches the minimum support {spec.support:.2%}; lower min_support.")]
     return Analysis(name="rules", frame=frame[RULE_COLUMNS], sql={"rules": engine.render(query)},
                     chart=Chart("bar", "rule", ("lift",), title_zh="关联规则提升度", title_en="Lift of association rules"),
-                    readings=readings, params=_params(spec, min_confidence=min_confidence, min_lift=min_lift))
+                    readings=readings, params=params_of(spec, min_confidence=min_confidence, min_lift=min_lift))
 
 
-def _params(spec: BasketSpec, **extra: object) -> dict[str, object]:
+def params_of(spec: BasketSpec, **extra: object) -> dict[str, object]:
     return {"level": spec.level, "min_support": spec.support, "max_size": spec.max_size,
             "since": spec.since, "until": spec.until, **extra}
 
@@ -398,229 +379,25 @@ def cross_sell(engine: Engine, item: str | None = None, level: str = "product", 
         An `Analysis` named `cross_sell`: item, suggestion, rank, attach_rate, lift, baskets.
     """
     spec = BasketSpec(level, min_support, 2, since, until)
-    _check(spec)
+    check_spec(spec)
     query = cross_sell_sql(spec, item, top, min_lift)
     frame = query_staged(engine, query).to_pandas().drop(columns=["antecedent_baskets"])
     if item is not None and frame.empty:
         raise AnalyticsError(
             f"no cross-sell for {level} {item!r}: it is in too few baskets or nothing is bought with it "
             f"more often than usual.", field="item", fix="check the id, lower min_support, or use a coarser level",
-            message_zh=f"{_LEVEL_ZH[level]} {item!r} 没有连带推荐：出现的订单太少，或没有高于平均的连带购买。",
+            message_zh=f"{LEVEL_ZH[level]} {item!r} 没有连带推荐：出现的订单太少，或没有高于平均的连带购买。",
             fix_zh="检查编号、调低 min_support，或改用更粗的层级")
-    readings = [(f"「{_name(r, 'item')}」的买家最常加购「{_name(r, 'suggestion')}」（{r.attach_rate:.0%} 的订单，提升度 "
-                 f"{r.lift:.1f}）。", f"Buyers of “{_name(r, 'item')}” most often add “{_name(r, 'suggestion')}” "
+    readings = [(f"「{display_name(r, 'item')}」的买家最常加购「{display_name(r, 'suggestion')}」（{r.attach_rate:.0%} 的订单，提升度 "
+                 f"{r.lift:.1f}）。", f"Buyers of “{display_name(r, 'item')}” most often add “{display_name(r, 'suggestion')}” "
                  f"({r.attach_rate:.0%} of baskets, lift {r.lift:.1f}).")
                 for r in frame[frame["rank"] == 1].head(3).itertuples()]
     return Analysis(name="cross_sell", frame=frame, sql={"cross_sell": engine.render(query)},
                     chart=Chart("bar", "suggestion", ("attach_rate",), series="item", title_zh="连带购买率",
                                 title_en="Attach rate of cross-sell suggestions"),
-                    readings=readings, params=_params(spec, item=item, top=top, min_lift=min_lift))
+                    readings=readings, params=params_of(spec, item=item, top=top, min_lift=min_lift))
 
 
-def _name(row: object, prefix: str) -> str:
+def display_name(row: object, prefix: str) -> str:
     name, item = getattr(row, f"{prefix}_name"), getattr(row, prefix)
     return item if not isinstance(name, str) or name == item else name
-
-
-# ---- livestream line-up --------------------------------------------------------------------
-
-# Reach of each item: product views in the tracked channels (a visitor is a user id or,
-# before log-in, a cookie / device id), beside its baskets.
-TRAFFIC_SQL = """WITH {baskets_ctes},
-catalogue AS (SELECT product_id, MIN(subcategory) AS subcategory, MIN(category) AS category, MIN(name) AS name
-  FROM products GROUP BY product_id),
-views AS (SELECT {view_item} AS item, COUNT(*) AS views,
-    COUNT(DISTINCT COALESCE(e.user_id, e.anonymous_id)) AS viewers
-  FROM events AS e LEFT JOIN catalogue AS p ON p.product_id = e.properties->>'$.product_id'
-  WHERE e.event = 'Product Viewed'{period}
-  GROUP BY {view_item})
-SELECT COALESCE(c.item, v.item) AS item, {name} AS name, COALESCE(v.views, 0) AS views,
-  COALESCE(v.viewers, 0) AS viewers, COALESCE(c.baskets, 0) AS baskets,
-  CAST(COALESCE(c.baskets, 0) AS DOUBLE) / n.baskets AS support
-FROM item_counts AS c
-FULL OUTER JOIN views AS v ON v.item = c.item
-CROSS JOIN basket_count AS n
-LEFT JOIN catalogue AS pn ON pn.product_id = COALESCE(c.item, v.item)
-WHERE COALESCE(c.item, v.item) IS NOT NULL
-ORDER BY item"""
-
-_VIEW_ITEM = {"product": "e.properties->>'$.product_id'", "subcategory": "p.subcategory", "category": "p.category"}
-
-
-def item_traffic_sql(spec: BasketSpec) -> exp.Expression:
-    """Per item: product views, distinct viewers, baskets and support (share of baskets).
-
-    Example:
-        >>> "Product Viewed" in item_traffic_sql(BasketSpec(level="product")).sql(dialect="duckdb")
-        True
-    """
-    _check(spec)
-    period = "".join(f" AND e.timestamp {op} :{name}" for name, op, value in
-                     (("since", ">=", spec.since), ("until", "<", spec.until)) if value is not None)
-    name = "pn.name" if spec.level == "product" else "COALESCE(c.item, v.item)"
-    sql = TRAFFIC_SQL.format(baskets_ctes=BASKET_CTES, view_item=_VIEW_ITEM[spec.level], period=period, name=name)
-    bound = {key: literal(value) for key, value in (("since", spec.since), ("until", spec.until)) if value is not None}
-    query = exp.replace_placeholders(parse_sql(sql), **bound) if bound else parse_sql(sql)
-    return inline(query, basket_source=_baskets(spec))
-
-
-@dataclass
-class _Slot:
-    item: str
-    role: str  # driver | add_on
-    after: str | None = None
-    confidence: float = float("nan")
-    lift: float = float("nan")
-
-
-def _order_lineup(traffic: pd.DataFrame, rules: pd.DataFrame, slots: int, max_add_ons: int) -> list[_Slot]:
-    """Greedy: the strongest remaining traffic driver, then its add-ons (the consequents of
-    its rules among the remaining items, most confident first), until the slots are full."""
-    score = (traffic["viewers"].rank(pct=True) + traffic["support"].rank(pct=True)) / 2
-    remaining = dict(zip(traffic["item"], score, strict=True))
-    order: list[_Slot] = []
-    while remaining and len(order) < slots:
-        driver = max(sorted(remaining), key=lambda item: remaining[item])  # ties: first by id
-        del remaining[driver]
-        order.append(_Slot(driver, "driver"))
-        followers = rules[(rules["antecedent"] == driver) & rules["consequent"].isin(remaining)]
-        for row in followers.sort_values(["confidence", "lift"], ascending=False).head(max_add_ons).itertuples():
-            if len(order) >= slots:
-                break
-            del remaining[row.consequent]
-            order.append(_Slot(row.consequent, "add_on", driver, row.confidence, row.lift))
-    return order
-
-
-def _slot_reading(slot: _Slot, row: pd.Series, names: dict[str, str]) -> tuple[str, str]:
-    if slot.role == "driver":
-        return (f"引流款：{int(row['viewers'])} 位访客浏览过，出现在 {row['support']:.1%} 的订单中",
-                f"traffic driver: {int(row['viewers'])} visitors viewed it; in {row['support']:.1%} of baskets")
-    driver = names.get(slot.after, slot.after)
-    return (f"连带款：紧跟「{driver}」，买它的订单中 {slot.confidence:.0%} 也买了本品（提升度 {slot.lift:.1f}）",
-            f"add-on right after “{driver}”: {slot.confidence:.0%} of its baskets also hold this (lift {slot.lift:.1f})")
-
-
-def livestream_lineup(engine: Engine, items: list[str] | None = None, level: str = "product", slots: int = 12,
-                      min_support: float | None = None, min_lift: float = 1.5, max_add_ons: int = 2,
-                      since: dt.datetime | None = None, until: dt.datetime | None = None) -> Analysis:
-    """A suggested order for a livestream's line-up: traffic drivers (most viewers, most
-    baskets) first, each followed by its add-ons (items its buyers add, lift >= `min_lift`).
-
-    Args:
-        items: the products (or subcategories, categories) to present; default: choose
-            `slots` of them from everything sold or viewed.
-        slots: how many items the stream presents.
-        max_add_ons: add-ons placed after each driver, at most.
-
-    Returns:
-        An `Analysis` named `lineup`: slot, item, role (driver / add_on), the driver an
-        add-on follows, viewers, support, attach rate (confidence), lift and a reason.
-    """
-    spec = BasketSpec(level, min_support, 2, since, until)
-    traffic_query, rules_query = item_traffic_sql(spec), rules_sql(spec, min_lift=min_lift)
-    traffic = query_staged(engine, traffic_query).to_pandas()
-    if items:
-        missing = sorted(set(items) - set(traffic["item"]))
-        if missing:
-            raise AnalyticsError(f"unknown {level} {', '.join(missing)}: never sold or viewed.", field="items",
-                                 fix=f"give {level} ids that occur in orders or product views",
-                                 message_zh=f"未知的{_LEVEL_ZH[level]}：{'、'.join(missing)}（从未售出或被浏览）。",
-                                 fix_zh=f"请给出在订单或浏览中出现过的{_LEVEL_ZH[level]}编号")
-        traffic = traffic[traffic["item"].isin(items)]
-    rules = query_staged(engine, rules_query).to_pandas()
-    order = _order_lineup(traffic.reset_index(drop=True), rules, slots if not items else len(items), max_add_ons)
-    by_item = traffic.set_index("item")
-    names = {item: (name if isinstance(name, str) else item) for item, name in by_item["name"].items()}
-    rows = []
-    for position, slot in enumerate(order, start=1):
-        row = by_item.loc[slot.item]
-        zh, en = _slot_reading(slot, row, names)
-        rows.append({"slot": position, "item": slot.item, "name": names[slot.item], "role": slot.role,
-                     "after": slot.after, "viewers": int(row["viewers"]), "views": int(row["views"]),
-                     "baskets": int(row["baskets"]), "support": row["support"], "attach_rate": slot.confidence,
-                     "lift": slot.lift, "reason_zh": zh, "reason_en": en})
-    frame = pd.DataFrame(rows)
-    pairs = sum(slot.role == "add_on" for slot in order)
-    readings = [(f"共 {len(order)} 个位次：{len(order) - pairs} 个引流款在前，{pairs} 个连带款紧随其引流款。",
-                 f"{len(order)} slots: {len(order) - pairs} traffic drivers, each followed by its add-ons "
-                 f"({pairs} in all).")]
-    return Analysis(name="lineup", frame=frame, sql={"traffic": engine.render(traffic_query),
-                                                      "rules": engine.render(rules_query)},
-                    chart=Chart("bar", "name", ("viewers",), title_zh="直播排品顺序（访客数）",
-                                title_en="Livestream line-up (viewers)"),
-                    readings=readings, params=_params(spec, items=items, slots=slots, min_lift=min_lift))
-
-
-# ---- bundles and coupon pairs --------------------------------------------------------------
-
-BUNDLES_SQL = """SELECT r.antecedent AS item_a, r.antecedent_name AS name_a, r.consequent AS item_b,
-  r.consequent_name AS name_b, r.antecedent_baskets AS baskets_a, r.consequent_baskets AS baskets_b,
-  r.baskets AS baskets_together, r.support, r.lift, r.confidence AS b_given_a, back.confidence AS a_given_b,
-  r.consequent_support AS b_share, r.antecedent_support AS a_share,
-  r.leverage * r.baskets / r.support AS extra_baskets, pa.price AS price_a, pb.price AS price_b
-FROM pair_rules AS r
-JOIN pair_rules AS back ON back.antecedent = r.consequent AND back.consequent = r.antecedent
-LEFT JOIN item_prices AS pa ON pa.item = r.antecedent
-LEFT JOIN item_prices AS pb ON pb.item = r.consequent
-WHERE r.antecedent < r.consequent AND r.baskets >= :min_baskets
-ORDER BY extra_baskets DESC, r.lift DESC, item_a, item_b"""
-
-
-def bundles_sql(spec: BasketSpec, min_lift: float = 1.5, min_baskets: int = 5) -> exp.Expression:
-    """Pairs bought together more than chance (lift >= `min_lift`, >= `min_baskets` baskets),
-    both attach rates, the baskets beyond chance (leverage × N) and average unit prices."""
-    pair_spec = BasketSpec(spec.level, spec.min_support, 2, spec.since, spec.until, spec.baskets)
-    if spec.baskets is None:
-        lines = order_lines_sql(spec.level, spec.since, spec.until)
-        prices = exp.select("item", "AVG(unit_price) AS price").from_(lines.subquery("l")).group_by("item")
-    else:  # baskets without prices
-        prices = parse_sql("SELECT CAST(NULL AS VARCHAR) AS item, CAST(NULL AS DOUBLE) AS price")
-    query = exp.replace_placeholders(parse_sql(BUNDLES_SQL), min_baskets=exp.convert(int(min_baskets)))
-    # pair_rules is read twice (both directions of a pair): a CTE, computed once
-    return query.with_("pair_rules", as_=rules_sql(pair_spec, min_lift=min_lift)).with_("item_prices", as_=prices)
-
-
-def _suggestion(row: pd.Series, bundle_confidence: float) -> dict[str, object]:
-    """A bundle when each item's buyers often take the other; else a coupon for the cheaper
-    (or, without prices, the less common) item to the buyers of the other."""
-    both = min(row["b_given_a"], row["a_given_b"]) >= bundle_confidence
-    prices = (row["price_a"], row["price_b"])
-    cheaper_b = prices[1] <= prices[0] if not any(pd.isna(p) for p in prices) else row["baskets_b"] <= row["baskets_a"]
-    trigger, offer = ("a", "b") if cheaper_b else ("b", "a")
-    return {"kind": "bundle" if both else "coupon", "trigger": row[f"item_{trigger}"], "offer": row[f"item_{offer}"],
-            "trigger_name": row[f"name_{trigger}"], "offer_name": row[f"name_{offer}"],
-            "attach_rate": row[f"{offer}_given_{trigger}"], "reverse_attach_rate": row[f"{trigger}_given_{offer}"],
-            "offer_base_rate": row[f"{offer}_share"], "bundle_price": prices[0] + prices[1]}
-
-
-def bundle_suggestions(engine: Engine, level: str = "product", min_support: float | None = None,
-                       min_lift: float = 1.5, min_baskets: int = 5, bundle_confidence: float = 0.2,
-                       top: int = 20, since: dt.datetime | None = None, until: dt.datetime | None = None) -> Analysis:
-    """Bundle and coupon-pair suggestions from pairs bought together more than chance.
-
-    A pair becomes a **bundle** when at least `bundle_confidence` of each item's baskets
-    hold the other, otherwise a **coupon pair**: a coupon for the `offer` item to the
-    buyers of the `trigger` item. `attach_rate` is P(offer | trigger) as observed — the
-    expected take-up before any discount — beside `offer_base_rate`, its share of all
-    baskets; `extra_baskets` is how many more baskets held both than chance predicts.
-    """
-    spec = BasketSpec(level, min_support, 2, since, until)
-    _check(spec)
-    query = bundles_sql(spec, min_lift, min_baskets)
-    pairs = query_staged(engine, query).to_pandas().head(top)
-    chosen = pd.DataFrame([_suggestion(row, bundle_confidence) for _, row in pairs.iterrows()],
-                          columns=["kind", "trigger", "offer", "trigger_name", "offer_name", "attach_rate",
-                                   "reverse_attach_rate", "offer_base_rate", "bundle_price"])
-    frame = pd.concat([chosen, pairs[["baskets_together", "support", "lift", "extra_baskets"]]], axis=1)
-    readings = [(f"{'组合装' if r.kind == 'bundle' else '优惠券搭配'}：「{_name(r, 'trigger')}」+「{_name(r, 'offer')}」，"
-                 f"预计 {r.attach_rate:.0%} 的「{_name(r, 'trigger')}」买家会加购（平时 {r.offer_base_rate:.1%}，"
-                 f"提升度 {r.lift:.1f}）。",
-                 f"{'Bundle' if r.kind == 'bundle' else 'Coupon pair'}: “{_name(r, 'trigger')}” + "
-                 f"“{_name(r, 'offer')}”, expected attach rate {r.attach_rate:.0%} among “{_name(r, 'trigger')}” "
-                 f"buyers (base {r.offer_base_rate:.1%}, lift {r.lift:.1f}).") for r in frame.head(3).itertuples()]
-    return Analysis(name="bundles", frame=frame, sql={"bundles": engine.render(query)},
-                    chart=Chart("bar", "offer", ("attach_rate",), series="trigger", title_zh="组合与优惠券搭配的预计加购率",
-                                title_en="Expected attach rate of bundles and coupon pairs"),
-                    readings=readings, params=_params(spec, min_lift=min_lift, min_baskets=min_baskets,
-                                                      bundle_confidence=bundle_confidence))

@@ -38,9 +38,8 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 from sqlglot import exp
 
-from jingzhun.analytics.basket import inline
 from jingzhun.analytics.result import Analysis, AnalyticsError, Chart
-from jingzhun.analytics.staging import query_staged
+from jingzhun.analytics.staging import inline, query_staged
 from jingzhun.engine import Engine, parse_sql
 from jingzhun.profiles import build_rule_sql
 from jingzhun.profiles.rules import DEFAULT_TIMEZONE

@@ -31,16 +31,16 @@ import numpy as np
 import pandas as pd
 from sqlglot import exp
 
-from jingzhun.analytics.basket import inline
 from jingzhun.analytics.result import Analysis, AnalyticsError, Chart
 from jingzhun.analytics.source_value import (
     DEFAULT_GOAL,
     DEFAULT_WINDOW_DAYS,
+    IdentityMatch,
     PartnerData,
     Window,
-    _Identity,
-    _lit,
+    sql_literal,
 )
+from jingzhun.analytics.staging import inline
 from jingzhun.core.workspace import Workspace
 from jingzhun.engine import Engine, parse_sql
 from jingzhun.profiles.rules import DEFAULT_TIMEZONE
@@ -117,11 +117,11 @@ def partner_features_sql(partner: PartnerData, windows: list[Window], workspace:
     known = ("SELECT c.snapshot, r.person_id, f.* FROM row_persons AS r JOIN {table} AS f ON f.row_no = r.row_no "
              "CROSS JOIN ({cutoffs}) AS c WHERE f.observed_at IS NULL OR f.observed_at <= c.cutoff")
     parts = ["SELECT snapshot, person_id, 'matched' AS feature, 1.0 AS value FROM known"]
-    parts += [f"SELECT snapshot, person_id, CONCAT({_lit(tag + '=')}, {tag}), 1.0 FROM known WHERE {tag} IS NOT NULL"
+    parts += [f"SELECT snapshot, person_id, CONCAT({sql_literal(tag + '=')}, {tag}), 1.0 FROM known WHERE {tag} IS NOT NULL"
               for tag in partner.tags]
-    parts += [f"SELECT snapshot, person_id, {_lit(score)}, {score} FROM known WHERE {score} IS NOT NULL"
+    parts += [f"SELECT snapshot, person_id, {sql_literal(score)}, {score} FROM known WHERE {score} IS NOT NULL"
               for score in partner.scores]
-    sql = (f"WITH {_Identity.of(workspace).ctes(partner)},\nknown AS ({known.format(table=partner.table, cutoffs=cutoffs)})\n"
+    sql = (f"WITH {IdentityMatch.of(workspace).ctes(partner)},\nknown AS ({known.format(table=partner.table, cutoffs=cutoffs)})\n"
            f"SELECT snapshot, person_id, feature, MAX(value) AS value FROM ({' UNION ALL '.join(parts)}) AS p\n"
            "GROUP BY snapshot, person_id, feature ORDER BY snapshot, person_id, feature")
     return exp.replace_placeholders(parse_sql(sql), **{f"cutoff_{k}": literal(w.cutoff) for k, w in enumerate(windows)})

@@ -34,8 +34,8 @@ import pandas as pd
 import pyarrow as pa
 from sqlglot import exp
 
-from jingzhun.analytics.basket import inline
 from jingzhun.analytics.result import Analysis, AnalyticsError, Chart
+from jingzhun.analytics.staging import inline
 from jingzhun.core.workspace import Workspace
 from jingzhun.engine import Engine, parse_sql
 from jingzhun.identity.config import load_identity_config
@@ -199,7 +199,8 @@ def load_partner_file(engine: Engine, source: Path | str | pa.Table | pd.DataFra
 # ---- matching ------------------------------------------------------------------------------
 
 
-def _lit(value: str) -> str:
+def sql_literal(value: str) -> str:
+    """A string as a DuckDB-dialect SQL literal (quoted and escaped by sqlglot)."""
     return exp.convert(value).sql(dialect="duckdb")
 
 
@@ -207,7 +208,7 @@ def matching_ctes(partner: PartnerData, registry: Registry, salted: bool, settin
     """CTEs file_ids, stored (normalized as the ID graph stores them) and row_persons
     (row_no, id_column, person_id of every active person a row's identifier matches)."""
     file_ids = "\n  UNION ALL ".join(
-        f"SELECT row_no, {_lit(column)} AS id_column, {_lit(kind)} AS raw_type, {column} AS raw_value "
+        f"SELECT row_no, {sql_literal(column)} AS id_column, {sql_literal(kind)} AS raw_type, {column} AS raw_value "
         f"FROM {partner.table} WHERE {column} IS NOT NULL" for column, kind in partner.id_types.items())
     typed = normalized_type_sql("raw_type", "raw_value")
     plain = plain_value_sql("id_type", "raw_value", registry, settings)  # type: ignore[arg-type]
@@ -231,13 +232,15 @@ row_persons AS (SELECT DISTINCT l.row_no, l.id_column, l.person_id FROM links AS
 
 
 @dataclass(frozen=True)
-class _Identity:
+class IdentityMatch:
+    """The ID graph's id types and PII settings, to normalize and match a partner's identifiers."""
+
     registry: Registry
     salted: bool
     settings: object
 
     @classmethod
-    def of(cls, workspace: Workspace | None) -> _Identity:
+    def of(cls, workspace: Workspace | None) -> IdentityMatch:
         settings = normalize_settings(workspace)
         return cls(load_identity_config(workspace).registry(), settings.salted, settings)
 
@@ -272,7 +275,7 @@ ORDER BY c.id_column"""
 def overlap_sql(partner: PartnerData, workspace: Workspace | None = None) -> exp.Expression:
     """Per identifier column and overall ('*'): rows with a value, valid rows, rows and
     persons matched, the match rate and the share of our active persons covered."""
-    sql = OVERLAP_SQL.format(ctes=_Identity.of(workspace).ctes(partner))
+    sql = OVERLAP_SQL.format(ctes=IdentityMatch.of(workspace).ctes(partner))
     return exp.replace_placeholders(parse_sql(sql), rows=exp.convert(int(partner.rows)))
 
 
@@ -296,7 +299,7 @@ def partner_overlap(engine: Engine, partner: PartnerData, workspace: Workspace |
         readings.append((f"「{row.column}」（{zh}）：{int(row.valid_rows)}/{int(row.rows_with_value)} 行格式有效，"
                          f"匹配率 {row.match_rate:.1%}。", f"“{row.column}” ({en}): {int(row.valid_rows)} of "
                          f"{int(row.rows_with_value)} rows valid, match rate {row.match_rate:.1%}."))
-    if _Identity.of(workspace).salted and any(kind in HASH_TYPES for kind in partner.id_types.values()):
+    if IdentityMatch.of(workspace).salted and any(kind in HASH_TYPES for kind in partner.id_types.values()):
         readings.append(("工作区以加盐哈希存储手机号和邮箱，哈希标识只能与已观察到的同类哈希匹配。",
                          "Phones and e-mails are stored salted here: hashed identifiers match only hashes "
                          "we observed ourselves."))
@@ -327,14 +330,14 @@ def holders_ctes(partner: PartnerData) -> str:
     person_rows = (f"person_rows AS (SELECT DISTINCT r.person_id, f.* FROM row_persons AS r "
                    f"JOIN {partner.table} AS f ON f.row_no = r.row_no "
                    f"WHERE f.observed_at IS NULL OR f.observed_at <= :cutoff)")
-    parts = [f"SELECT DISTINCT {_lit(tag)} AS tag_column, {tag} AS value, person_id FROM person_rows "
+    parts = [f"SELECT DISTINCT {sql_literal(tag)} AS tag_column, {tag} AS value, person_id FROM person_rows "
              f"WHERE {tag} IS NOT NULL" for tag in partner.tags]
     quintiles = []
     for score in partner.scores:
         quintiles.append(f"{score}_bins AS (SELECT person_id, NTILE({SCORE_BINS}) OVER (ORDER BY top, person_id) AS bin "
                          f"FROM (SELECT person_id, MAX({score}) AS top FROM person_rows WHERE {score} IS NOT NULL "
                          f"GROUP BY person_id) AS s)")
-        parts.append(f"SELECT {_lit(score)} AS tag_column, CONCAT('Q', CAST(bin AS VARCHAR)) AS value, person_id "
+        parts.append(f"SELECT {sql_literal(score)} AS tag_column, CONCAT('Q', CAST(bin AS VARCHAR)) AS value, person_id "
                      f"FROM {score}_bins")
     holders = "holders AS (" + ("\n  UNION ALL ".join(parts) or
                                 "SELECT CAST(NULL AS VARCHAR) AS tag_column, CAST(NULL AS VARCHAR) AS value, "
@@ -377,7 +380,7 @@ def tag_lift_sql(partner: PartnerData, goal: object, window: Window, workspace: 
                  timezone: str = DEFAULT_TIMEZONE) -> exp.Expression:
     """Per tag value: matched persons known at the cut-off holding it, how many of them
     reached the goal in the window, and the totals over all matched persons."""
-    sql = TAG_LIFT_SQL.format(matching=_Identity.of(workspace).ctes(partner), holders=holders_ctes(partner))
+    sql = TAG_LIFT_SQL.format(matching=IdentityMatch.of(workspace).ctes(partner), holders=holders_ctes(partner))
     query = exp.replace_placeholders(parse_sql(sql), cutoff=literal(window.cutoff))
     return inline(query, known_at=known_at_sql(window.cutoff),
                   goal_reached=goal_sql(goal, window.cutoff, window.days, timezone))

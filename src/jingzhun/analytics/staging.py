@@ -1,4 +1,4 @@
-"""Run a query of many shared CTEs well on every engine.
+"""Queries built from parts, and run well on every engine.
 
 The association rules are one query whose CTEs build on each other (baskets → frequent
 items → pairs → triples → rules), each used several times. DuckDB computes a CTE used
@@ -8,6 +8,9 @@ before running for 36 s. So on such an engine the shared CTEs are materialized f
 order, as scratch tables (Parquet on Spark, which also cuts the lineage) and the query
 reads them; the tables are dropped afterwards. The SQL shown to the user stays the one
 query, which means the same on both engines.
+
+`inline` and `bind_in_place` build such queries: a part becomes a subquery under the
+name the template reads it by, and placeholders become literals.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from jingzhun.engine import Engine, MaterializeHints
+from jingzhun.profiles.rules_compiler import literal
 
 # Engines that compute a CTE referenced more than once only once (by dialect).
 MATERIALIZES_SHARED_CTES = {"duckdb": True}
@@ -75,3 +79,25 @@ def query_staged(engine: Engine, query: exp.Expression, prefix: str = "analytics
     finally:
         for table_name in made:
             engine.drop_table(table_name)
+
+
+# ---- building queries from parts -------------------------------------------------------------
+
+
+def inline(query: exp.Expression, **parts: exp.Expression) -> exp.Expression:
+    """`query` with each table named like a keyword replaced by that query (keeping its alias)."""
+    for table in list(query.find_all(exp.Table)):
+        if table.name in parts:
+            table.replace(exp.Subquery(this=parts[table.name].copy(), alias=exp.TableAlias(
+                this=exp.to_identifier(table.alias_or_name))))
+    return query
+
+
+def bind_in_place(query: exp.Expression, **values: object) -> exp.Expression:
+    """`:name` placeholders replaced by literals, without copying the tree first (the
+    template was copied already; sqlglot's replace_placeholders would copy it again)."""
+    def replace(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Placeholder) and node.name in values:
+            return literal(values[node.name])
+        return node
+    return query.transform(replace, copy=False)
