@@ -1,5 +1,5 @@
-"""Tracked links, open pixels and unsubscribe links: `/t/c/{token}`, `/t/o/{token}.gif` and
-`/t/u/{token}` on the collector.
+"""Tracked links, open pixels and unsubscribe links: `/t/c/{token}`, `/t/o/{token}.gif`,
+`/t/u/{token}` and short links `/s/{code}` on the collector.
 
 A campaign rewrites each link of a message to `/t/c/{token}` and adds an open pixel
 `/t/o/{token}.gif` to e-mails. The token is the delivery's id (with its campaign and,
@@ -10,7 +10,9 @@ collector needs no database to trust it: it checks the signature, writes an
 identity a click carries), and redirects to the target or returns a 1×1 GIF. An
 unsubscribe link asks first (GET shows a button; a mail scanner's prefetch changes
 nothing) and logs `Unsubscribed` on POST, which is also what mail clients send for RFC
-8058 one-click unsubscribe. The loader then moves the events into `events`, and
+8058 one-click unsubscribe. A short link (`/s/{code}`, for SMS where every character is
+billed) carries no target: its code is looked up in the link map the sender wrote before
+sending (link_map.py), and a click is logged exactly like `/t/c/`. The loader then moves the events into `events`, and
 activation's after-load hook records them in `message_events` (and an unsubscribe as a
 consent withdrawal).
 
@@ -35,7 +37,9 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
+from jingzhun.collect.collector.link_map import LinkMap, decode_code, map_folder
 from jingzhun.collect.collector.log_records import request_line
 from jingzhun.core.workspace import Workspace
 
@@ -188,7 +192,8 @@ async def log_tracking_event(request: Request, message: dict[str, Any]) -> None:
 
 
 def add_tracking_routes(app: FastAPI, workspace: Workspace) -> None:
-    """Register the click, open and unsubscribe routes; the secret is read once, at the first request."""
+    """Register the click, short link, open and unsubscribe routes; the secret is read once, at the
+    first request, and the link map's index when the first short link is clicked."""
     keys: dict[str, bytes] = {}
 
     def secret() -> bytes:
@@ -208,6 +213,22 @@ def add_tracking_routes(app: FastAPI, workspace: Workspace) -> None:
             return Response("unknown link / 链接无效", status_code=404, media_type="text/plain; charset=utf-8")
         await log_tracking_event(request, tracking_message(LINK_CLICKED, payload, request))
         return RedirectResponse(payload["u"], status_code=302, headers=_NO_CACHE)
+
+    links = LinkMap(map_folder(workspace))
+
+    @app.get("/s/{code}", name="short_link", include_in_schema=False)
+    async def short_link(code: str, request: Request) -> Response:
+        """A short link: found in the link map (read again when the code is new to the index), logged
+        as `Link Clicked` like `/t/c/`, then redirected to its target; an unknown code gets a 404 page."""
+        found = links.find(code)
+        if found is None and decode_code(code) is not None:
+            await run_in_threadpool(links.refresh)  # a new tail may be large: off the event loop
+            found = links.find(code)
+        if found is None or not safe_target(found.url):
+            return _page(UNKNOWN_LINK_PAGE, 404)
+        payload = {"d": found.delivery_id, "c": found.campaign_id, "u": found.url}
+        await log_tracking_event(request, tracking_message(LINK_CLICKED, payload, request))
+        return RedirectResponse(found.url, status_code=302, headers=_NO_CACHE)
 
     @app.get("/t/o/{token}.gif", name="tracked_open", include_in_schema=False)
     async def open_pixel(token: str, request: Request) -> Response:
@@ -242,6 +263,9 @@ CONFIRM_PAGE = _PAGE.format('<p>不再接收此渠道的营销消息？</p><p>St
 DONE_PAGE = _PAGE.format("<p>已退订，您将不再收到此渠道的营销消息。</p>"
                          "<p>You are unsubscribed from marketing messages on this channel.</p>")
 UNKNOWN_PAGE = _PAGE.format("<p>链接无效。</p><p>This link is not valid.</p>")
+UNKNOWN_LINK_PAGE = _PAGE.replace("退订 Unsubscribe</title>", "链接无效 Link not found</title>").format(
+    "<p>链接无效：请确认打开的是短信中的完整链接。</p>"
+    "<p>This link is not valid: check that the whole link from the message was opened.</p>")
 
 
 def _page(html: str, status: int = 200) -> Response:
