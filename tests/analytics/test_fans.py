@@ -96,6 +96,12 @@ def test_bad_audiences_name_the_field_and_the_fix(demo: Engine) -> None:
     with pytest.raises(AnalyticsError) as spec:
         compare_audiences(demo, {"followers": ACCOUNTS, "segment": "x"}, {"segment": "x"})
     assert spec.value.field == "a"
+    with pytest.raises(AnalyticsError) as segment:
+        compare_audiences(demo, {"segment": "no_such_audience"}, {"rule": {"order": {}}})
+    assert segment.value.field == "a.segment"
+    with pytest.raises(AnalyticsError) as empty:
+        compare_audiences(demo, {"rule": {"order": {}}}, {"sql": "SELECT person_id FROM person_traits WHERE FALSE"})
+    assert empty.value.field == "b"
     with pytest.raises(AnalyticsError) as dimension:
         fans_vs_buyers(demo, ACCOUNTS, product_line=LINE, dimensions=["shoe_size"])
     assert dimension.value.field == "dimensions"

@@ -159,8 +159,33 @@ def audience_members_sql(engine: Engine, audience: Audience, as_of: dt.datetime,
                                  message_zh=f"{where}.sql 须为返回 person_id 的 SELECT 查询。",
                                  fix_zh="例如 SELECT person_id FROM person_traits WHERE gender = 'F'")
         return query
+    if audience.segment is not None:
+        _check_segment(engine, audience.segment, where)
     rule = audience.rule if audience.rule is not None else {"segment": audience.segment}
     return build_rule_sql(rule, as_of=as_of, timezone=timezone)
+
+
+def _check_segment(engine: Engine, segment: str, where: str) -> None:
+    """A saved audience with at least one snapshot, or an error naming the known ones."""
+    known = sorted(engine.query("SELECT DISTINCT segment_id FROM segment_members").column("segment_id").to_pylist())
+    if segment not in known:
+        close = difflib.get_close_matches(segment, known, n=1)
+        shown = ", ".join(known) or "(none)"
+        raise AnalyticsError(f"no snapshot of the audience {segment!r}.", field=f"{where}.segment",
+                             fix=(f"did you mean {close[0]!r}? " if close else "") + f"Snapshotted: {shown}; "
+                                 "run `jingzhun segment snapshot` for a new one",
+                             message_zh=f"人群 {segment!r} 没有快照。",
+                             fix_zh=(f"是否想写 {close[0]!r}？" if close else "") + f"已有快照：{shown}；"
+                                    "新人群请先运行 `jingzhun segment snapshot`")
+
+
+def _check_not_empty(frame: pd.DataFrame, side: str, labels: tuple[str, str]) -> None:
+    """An audience nobody is in cannot be portrayed: say so rather than print empty shares."""
+    first = frame[frame["dimension"] == frame["dimension"].iloc[0]]
+    if int(first[f"{side}_persons"].sum()) == 0:
+        raise AnalyticsError(f"{labels[1]} has no persons.", field=side,
+                             fix="check its accounts, rule, audience id or query",
+                             message_zh=f"{labels[0]}中没有任何人。", fix_zh="检查其账号、规则、人群编号或查询")
 
 
 def distribution_sql(a: exp.Expression, b: exp.Expression, dimensions: list[str],
@@ -314,6 +339,8 @@ def compare_audiences(engine: Engine, a: Audience | dict[str, Any], b: Audience 
     query = distribution_sql(*queries, dimensions, base_query)
     frame = query_staged(engine, query).to_pandas()
     labels_a, labels_b = first.labels(("人群A", "audience A")), second.labels(("人群B", "audience B"))
+    _check_not_empty(frame, "a", labels_a)
+    _check_not_empty(frame, "b", labels_b)
     tests = [dimension_test(d, frame[frame["dimension"] == d]) for d in dimensions]
     readings = [verdict(test, frame[frame["dimension"] == test["dimension"]], labels_a, labels_b) for test in tests]
     if all(test["verdict"] == "matched" for test in tests):
