@@ -20,6 +20,7 @@ from jingzhun.core.workspace import Workspace
 from jingzhun.engine import Engine
 from jingzhun.identity import build_identity
 from jingzhun.identity.matching import match_records
+from jingzhun.measure import run_measure
 from jingzhun.profiles.scores import run_scores
 from jingzhun.profiles.tags import run_tags
 from jingzhun.profiles.traits import run_traits
@@ -90,6 +91,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("tags", "标签", "tags", _stage("tags", run_tags)),
     Stage("segments", "人群", "audiences", _stage("segments", run_segments)),
     Stage("recommend", "商品推荐", "recommendations", _stage("recommend", run_recommend)),
+    Stage("measure", "效果度量", "measure", _stage("measure", run_measure)),
 )
 
 

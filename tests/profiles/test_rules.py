@@ -30,6 +30,7 @@ from jingzhun.profiles.rules import (
 from jingzhun.profiles.rules_compiler import RuleCompiler, build_rule_sql
 from jingzhun.profiles.traits import PERSON_TRAITS
 from jingzhun.schema.tables import (
+    CHANNEL_RESPONSES,
     CONSENTS,
     EVENTS,
     IDENTITIES,
@@ -210,6 +211,7 @@ STORE: dict[TableDef, list[dict]] = {
     PERSON_TRAITS: PERSON_ROWS, EVENTS: EVENT_ROWS, ORDERS: ORDER_ROWS, ORDER_ITEMS: LINE_ROWS,
     PRODUCTS: PRODUCT_ROWS, SCORES: SCORE_ROWS, IDENTITIES: IDENTITY_ROWS, TAGS: TAG_ROWS,
     RECORD_PERSONS: record_rows(), CONSENTS: CONSENT_ROWS, SEGMENT_MEMBERS: MEMBER_ROWS,
+    CHANNEL_RESPONSES: [],  # the measure stage's responses, read by the loop-back tags (none here)
 }
 
 

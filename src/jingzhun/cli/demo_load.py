@@ -44,6 +44,7 @@ DEMO_FILES: tuple[tuple[str, str], ...] = (
     ("survey_responses", "surveys/survey_responses.csv"),
     ("wechat_follows", "social/wechat_follows.csv"), ("douyin_interactions", "social/douyin_interactions.csv"),
     ("weibo_interactions", "social/weibo_interactions.csv"), ("livestream_views", "social/livestream_views.csv"),
+    ("message_history", "campaigns/message_history.csv"),
 )
 CHANNELS = ("web", "app", "miniprogram")
 BATCH_BYTES = 400_000  # under Segment's 500 KB batch limit

@@ -112,6 +112,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         AddColumn("orders", Column("receiver_name", "VARCHAR",
                                    description="the receiver as the order names them; masked on marketplaces")),
     )),
+    Migration(15, "measure: imported message history, campaign KPIs, attribution, responses, send times, alerts",
+              _creates(t.MESSAGE_HISTORY, t.HISTORY_DELIVERIES, t.CAMPAIGN_KPIS, t.ATTRIBUTION_CREDITS,
+                       t.CHANNEL_RESPONSES, t.SEND_TIME_PREFERENCES, t.ALERT_HISTORY)),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

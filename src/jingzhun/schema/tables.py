@@ -135,6 +135,18 @@ AD_SPEND = table(
     "impressions BIGINT", "clicks BIGINT", "conversions BIGINT",
     f"conversion_value {MONEY}", "source_id VARCHAR",
 )
+MESSAGE_HISTORY = table(
+    "message_history", "Past sends imported from a marketing-automation tool's message log, one row per "
+    "recipient and campaign, holdout rows included (measure resolves recipients to persons).",
+    "record_id VARCHAR NOT NULL -- campaign_id|recipient", "campaign_id VARCHAR NOT NULL", "campaign_name VARCHAR",
+    "channel VARCHAR NOT NULL -- sms | wechat_template | app_push | email, as the tool names them",
+    "recipient VARCHAR NOT NULL -- the channel's address: phone, official-account openid, member id, e-mail",
+    "arm VARCHAR NOT NULL -- treatment | control (the tool's holdout)",
+    "sent_at TIMESTAMPTZ -- NULL for the control arm", "delivered BOOLEAN", "opened_at TIMESTAMPTZ",
+    "clicked_at TIMESTAMPTZ", "unsubscribed BOOLEAN",
+    "converted_order_id VARCHAR -- the tool's own conversion attribution (7 days)",
+    "source_id VARCHAR", "imported_at TIMESTAMPTZ",
+)
 SOURCES = table(
     "sources", "Where data comes from; collector write keys are stored hashed.",
     "source_id VARCHAR NOT NULL", "name VARCHAR NOT NULL",
@@ -388,6 +400,63 @@ RELATED_PRODUCTS = table(
     "basis VARCHAR -- bought_together | viewed_together | same_category",
     "reason_zh VARCHAR", "reason_en VARCHAR",
     "model_version VARCHAR NOT NULL", "computed_at TIMESTAMPTZ NOT NULL",
+)
+HISTORY_DELIVERIES = table(
+    "history_deliveries", "The imported message log (message_history) as deliveries: recipients resolved to "
+    "persons through `identities`, rebuilt by the measure stage so KPIs and lift read live and past sends alike.",
+    "delivery_id VARCHAR NOT NULL -- 'mh:' || MD5(campaign_id:recipient)", "campaign_id VARCHAR NOT NULL",
+    "channel VARCHAR NOT NULL -- sms | wechat | app_push | email", "person_id VARCHAR -- NULL: not resolved",
+    "unit_id VARCHAR NOT NULL -- the person, else the recipient (hashed): the unit lift counts",
+    "arm VARCHAR NOT NULL -- treatment | control", "anchor_at TIMESTAMPTZ NOT NULL -- sent, or the campaign's "
+    "first send for the control arm: where the conversion window starts",
+    "sent_at TIMESTAMPTZ", "delivered BOOLEAN", "opened_at TIMESTAMPTZ", "clicked_at TIMESTAMPTZ",
+    "unsubscribed BOOLEAN", "converted_order_id VARCHAR",
+)
+CAMPAIGN_KPIS = table(
+    "campaign_kpis", "Campaign results per campaign, channel, audience, local send day and arm; kept current "
+    "by the collector's after-load hook and rebuilt identically by the measure stage.",
+    "campaign_id VARCHAR NOT NULL", "channel VARCHAR NOT NULL", "segment_id VARCHAR -- the campaign's audience",
+    "day DATE NOT NULL -- local day the message went (or, for the control arm, was planned)",
+    "arm VARCHAR NOT NULL -- treatment | control", "origin VARCHAR NOT NULL -- jingzhun | import",
+    "audience BIGINT -- deliveries planned (treatment: every decision, control: held out)",
+    "sent BIGINT", "delivered BIGINT", "failed BIGINT -- failed, or sent but not delivered",
+    "opened BIGINT", "clicked BIGINT", "unsubscribed BIGINT",
+    "converted BIGINT -- deliveries followed by an order within the attribution window",
+    "orders BIGINT", f"gmv {MONEY}", "cost DECIMAL(18, 4)",
+    "ctr DOUBLE -- clicked / delivered", "cvr DOUBLE -- converted / delivered (control: / audience)",
+    "roi DOUBLE -- gmv / cost", "computed_at TIMESTAMPTZ",
+)
+ATTRIBUTION_CREDITS = table(
+    "attribution_credits", "Conversions and order value credited to touches (campaign messages, ad clicks, "
+    "organic visits) by each attribution model.",
+    "model VARCHAR NOT NULL -- first | last | linear | time_decay | position | markov",
+    "touch_channel VARCHAR NOT NULL -- e.g. message:sms, ad:xiaohongshu, organic:app",
+    "touch_kind VARCHAR NOT NULL -- message | ad | organic", "campaign_id VARCHAR -- NULL for markov rows",
+    "conversions DOUBLE", "value DOUBLE", "period_start DATE", "period_end DATE", "computed_at TIMESTAMPTZ",
+)
+CHANNEL_RESPONSES = table(
+    "channel_responses", "How each person responded to messages per channel (the closed loop: tags, lead "
+    "scores and send-time choices of the next run read it).",
+    "person_id VARCHAR NOT NULL", "channel VARCHAR NOT NULL", "delivered BIGINT -- in the last 180 days",
+    "opened BIGINT", "clicked BIGINT", "converted BIGINT", "unsubscribed BIGINT",
+    "coupon_messages BIGINT -- delivered messages carrying a personal coupon",
+    "coupon_redemptions BIGINT -- those coupons used on an order",
+    "last_delivered_at TIMESTAMPTZ", "last_clicked_at TIMESTAMPTZ", "last_converted_at TIMESTAMPTZ",
+    "as_of TIMESTAMPTZ", "computed_at TIMESTAMPTZ",
+)
+SEND_TIME_PREFERENCES = table(
+    "send_time_preferences", "Each person's most responsive local hour per channel, for send-time optimization.",
+    "person_id VARCHAR NOT NULL", "channel VARCHAR NOT NULL", "best_hour_local INTEGER NOT NULL -- 0-23",
+    "evidence VARCHAR -- JSON: the person's sends and clicks, the smoothed rate, and whether it is the "
+    "channel's hour (no history of their own)", "computed_at TIMESTAMPTZ",
+)
+ALERT_HISTORY = table(
+    "alert_history", "Every KPI alert that fired: the value, what was expected, the drill-down, the notice.",
+    "alert_id VARCHAR NOT NULL", "day DATE NOT NULL -- the day the KPI was judged on",
+    "fired_at TIMESTAMPTZ NOT NULL", "kpi VARCHAR", "value DOUBLE", "expected DOUBLE",
+    "score DOUBLE -- robust z, or the value for a threshold rule", "rule VARCHAR -- JSON",
+    "message_zh VARCHAR", "message_en VARCHAR", "drill_down VARCHAR -- JSON rows of the root-cause drill-down",
+    "notify_status VARCHAR -- sent | failed | none", "notify_error VARCHAR",
 )
 
 # ---- consent and governance ----------------------------------------------------------

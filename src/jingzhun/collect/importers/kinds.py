@@ -282,4 +282,12 @@ KINDS.update({
         "livestream_views", "livestream_view", {"douyin_user_id": "user_id"},
         ["room_id", "started_at", "left_at", "clicked_products", "ordered", "ordered_product"],
         ["room_id", "user_id", "entered_at"], "entered_at", _LIVESTREAM_CHECK),
+    # A marketing-automation tool's send log; the measure stage resolves recipients to persons.
+    "message_history": Kind("message_history", "message_history", ("record_id",),
+                            "campaign_id || '|' || recipient AS record_id", (("message_history", _plain(
+                                "message_history", [
+                                    "campaign_id || '|' || recipient AS record_id", "campaign_id",
+                                    "campaign_name", "channel", "recipient", "arm", "sent_at", "delivered",
+                                    "opened_at", "clicked_at", "unsubscribed", "converted_order_id",
+                                    "_source_id AS source_id", "_imported_at AS imported_at"])),)),
 })
