@@ -34,6 +34,7 @@ from jingzhun.activation.recommend_sql import (
     interactions_sql,
     neighbours_sql,
     segments_sql,
+    tastes_sql,
 )
 from jingzhun.collect.inventory import stock_on_hand_sql
 from jingzhun.core import ConfigError, Workspace
@@ -108,6 +109,27 @@ def test_reasons_name_the_item_that_led_to_the_recommendation(shop) -> None:
     assert set(popular["reason_zh"]) == {"全店热卖"} and set(popular["reason_en"]) == {"popular across the store"}
 
 
+def test_the_offline_test_ranks_test_users_as_the_served_lists_would(shop) -> None:
+    """The evaluation computes 猜你喜欢 only for test users; their rows must equal the full run's."""
+    from jingzhun.activation.recommend import _collect, _drop_scratch, _Run
+
+    workspace, engine = shop
+    cutoff = AS_OF - dt.timedelta(days=45)
+    _collect(engine, AS_OF, workspace.config.timezone)
+    run = _Run(engine, RecommendSettings(), workspace.config.timezone, cutoff)
+    run.prepare()
+    run.guess(10)
+    full = engine.read_table("recommend_guess").to_pandas()
+    run.guess(10, buyers_until=AS_OF)
+    focused = engine.read_table("recommend_guess").to_pandas()
+    _drop_scratch(engine)
+    # Bought after the cut-off and seen before it: P01 (viewed N1 90 days ago), P08 (ordered 60 days ago).
+    assert set(focused.person_id) == {"P01", "P08"}
+    key = ["person_id", "rank"]
+    expected = full[full.person_id.isin(focused.person_id)].sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(focused.sort_values(key).reset_index(drop=True), expected)
+
+
 # ---- similarity against an independent computation ---------------------------------------------
 
 
@@ -161,7 +183,8 @@ def test_item_similarity_matches_an_independent_pandas_computation(shop) -> None
         assert list(ranked["related_product_id"][: len(wanted)]) == list(wanted["related_product_id"][:10])
         assert list(ranked["rank"]) == list(range(1, len(ranked) + 1))
     pair = served[(served.product_id == "F1") & (served.related_product_id == "S1")].iloc[0]
-    assert pair.basis == "bought_together" and pair.co_purchases == 5 and "5 位顾客" in pair.reason_zh
+    assert pair.basis == "also_bought" and pair.co_purchases == 5 and "（5 位）" in pair.reason_zh
+    assert pair.reason_en == "5 customers who bought this also bought it"
 
 
 # ---- quality on the demo --------------------------------------------------------------------------
@@ -169,8 +192,9 @@ def test_item_similarity_matches_an_independent_pandas_computation(shop) -> None
 
 def test_recommender_beats_popularity_on_the_demo(portrayed_demo: Path, tmp_path: Path) -> None:
     """Pooled over six consecutive 60-day windows of the 1,500-person demo. Across demo seeds
-    3, 7 and 11 the recommender's precision@10 was 1.15-1.19x the baseline's and its recall@10
-    1.11-1.19x (docs/recommendations.md); the margin asserted is below the worst of those."""
+    3, 7 and 11 the recommender's precision@10 was 1.12-1.19x the baseline's, its recall@10
+    1.10-1.14x, its coverage 3.2-3.8x (docs/recommendations.md); the margins asserted are
+    below the worst of those, since the demo's identity resolution keeps improving."""
     workspace = copy_workspace(portrayed_demo, tmp_path / "ws")
     with open_engine(workspace) as engine:
         stored = engine.query("SELECT model_version, metrics FROM model_runs WHERE model = 'recommend'").to_pylist()
@@ -182,9 +206,9 @@ def test_recommender_beats_popularity_on_the_demo(portrayed_demo: Path, tmp_path
     print("\n" + metrics.to_string())  # noqa: T201 - the numbers behind the claim, in the test output
     ours, base = metrics.loc["recommender"], metrics.loc["popularity"]
     assert ours["users"] == base["users"] > 500
-    assert ours["precision_at_10"] > 1.08 * base["precision_at_10"]
-    assert ours["recall_at_10"] > 1.08 * base["recall_at_10"]
-    assert ours["coverage"] > 2 * base["coverage"]
+    assert ours["precision_at_10"] > 1.05 * base["precision_at_10"]
+    assert ours["recall_at_10"] > 1.05 * base["recall_at_10"]
+    assert ours["coverage"] > 2.5 * base["coverage"] and ours["novelty"] > base["novelty"]
 
 
 # ---- serving API and CLI --------------------------------------------------------------------------
@@ -226,7 +250,7 @@ def test_cli_for_related_and_evaluate(portrayed_demo: Path, tmp_path: Path) -> N
     assert product in shown.stdout and "FROM recommendations" in shown.stdout
     related = run("recommend", "related", product, "-w", str(demo), "-f", "json")
     assert related.returncode == 0 and len(json.loads(related.stdout)) == 10
-    judged = run("recommend", "evaluate", "-w", str(demo), "--test-days", "90", "-f", "json")
+    judged = run("recommend", "evaluate", "-w", str(demo), "--test-days", "90", "--folds", "1", "-f", "json")
     assert judged.returncode == 0, judged.stderr
     assert {row["model"] for row in json.loads(judged.stdout)} == {"recommender", "popularity"}
     wrong = run("recommend", "for", person, "-w", str(demo), "--kind", "hot")
@@ -253,7 +277,8 @@ def test_every_query_renders_for_spark() -> None:
         interactions_sql(AS_OF), catalogue_sql(stock, AS_OF, AS_OF.date(), 1e-7, cycle_days_sql(s.cycles(), 90),
                                                {k: v.model_dump() for k, v in s.labels().items()}),
         affinity_sql(AS_OF, s.action_weights.model_dump(), 1e-7, 1e-7), neighbours_sql(50, 0.5, 2.0, 30),
-        segments_sql(AS_OF, 30), group_top_sql(AS_OF, 1e-7, 60), guess_sql(AS_OF, "Asia/Shanghai", s.guess, 10),
+        segments_sql(AS_OF, 30), group_top_sql(AS_OF, 1e-7, 60), guess_sql(AS_OF, s.guess, 10), guess_sql(AS_OF, s.guess, 10, buyers_until=AS_OF),
+        tastes_sql(AS_OF, "Asia/Shanghai", 1e-7),
         recommendations_sql(AS_OF, AS_OF.date(), 10, "v", AS_OF), related_sql(10, "v", AS_OF),
         evaluation_sql(AS_OF, AS_OF, 10, 70),
     ]
@@ -268,6 +293,8 @@ def test_every_query_renders_for_spark() -> None:
 def test_served_tables_match_on_duckdb_and_spark(pipelines_on_both) -> None:
     (duck, spark), results = pipelines_on_both
     spark.refresh()
+    took = {name: [r.seconds for r in runs if r.stage == "recommend"] for name, runs in results.items()}
+    print(f"\nrecommend stage seconds: {took}")  # noqa: T201 - how long the stage took on each engine
     for table in ("recommendations", "related_products"):
         left, right = duck.read_table(table), spark.read_table(table)
         assert left.num_rows > 1000, table

@@ -52,6 +52,7 @@ from jingzhun.activation.recommend_sql import (
     NEIGHBOURS,
     SEGMENTS,
     STOCK_LINES,
+    TASTES,
     affinity_sql,
     catalogue_sql,
     cycle_days_sql,
@@ -60,6 +61,7 @@ from jingzhun.activation.recommend_sql import (
     interactions_sql,
     neighbours_sql,
     segments_sql,
+    tastes_sql,
 )
 from jingzhun.collect.inventory import ledger_lines_sql, stock_on_hand_sql
 from jingzhun.core.errors import JingzhunError
@@ -149,8 +151,8 @@ class _Run:
         handle = self.engine.materialize(name, query, MaterializeHints(scratch=scratch))
         self.sql[name] = handle.sql
 
-    def prepare(self) -> None:
-        """Catalogue, affinity, neighbours, segments and their best sellers at `as_of`."""
+    def prepare(self, segments: bool = True) -> None:
+        """Catalogue, affinity, neighbours, and (unless only testing) segments and their best sellers."""
         s = self.settings
         popularity = decay_rate(s.popularity_half_life_days)
         stock = stock_on_hand_sql(STOCK_LINES, self.as_of)
@@ -162,11 +164,14 @@ class _Run:
                                                 decay_rate(s.recent_half_life_days)))
         self.materialize(NEIGHBOURS, neighbours_sql(s.max_items_per_person, s.similarity_alpha,
                                                       s.similarity_shrinkage, s.neighbours))
-        self.materialize(SEGMENTS, segments_sql(self.as_of, s.min_group_buyers))
-        self.materialize(GROUP_TOP, group_top_sql(self.as_of, popularity, s.popular_pool))
+        self.materialize(TASTES, tastes_sql(self.as_of, self.timezone, decay_rate(s.guess.taste_half_life_days)))
+        if segments:
+            self.materialize(SEGMENTS, segments_sql(self.as_of, s.min_group_buyers))
+            self.materialize(GROUP_TOP, group_top_sql(self.as_of, popularity, s.popular_pool))
 
-    def guess(self, k: int) -> None:
-        self.materialize(GUESS, guess_sql(self.as_of, self.timezone, self.settings.guess, k))
+    def guess(self, k: int, buyers_until: dt.datetime | None = None) -> None:
+        """猜你喜欢 for everyone, or (the offline test) for those who bought before `buyers_until`."""
+        self.materialize(GUESS, guess_sql(self.as_of, self.settings.guess, k, buyers_until))
 
     def counts(self, until: dt.datetime, k: int) -> tuple[list[dict], str]:
         """Judge the lists made at `as_of` (the cut-off) against purchases in (as_of, until]."""
@@ -181,10 +186,10 @@ def _evaluate(engine: Engine, settings: RecommendSettings, timezone: str, cutoff
     sql = ""
     for index, cutoff in enumerate(cutoffs):
         progress(f"evaluate {index + 1}/{len(cutoffs)}", index, len(cutoffs))
-        run = _Run(engine, settings, timezone, cutoff)
-        run.prepare()
-        run.guess(k)
-        rows, sql = run.counts(cutoff + dt.timedelta(days=days), k)
+        run, until = _Run(engine, settings, timezone, cutoff), cutoff + dt.timedelta(days=days)
+        run.prepare(segments=False)  # test users all have a history: no segment fallback needed
+        run.guess(k, buyers_until=until)
+        rows, sql = run.counts(until, k)
         for row in rows:
             for key, value in row.items():
                 if key != "model":
@@ -198,7 +203,7 @@ def _cutoffs(last: dt.datetime, days: int, folds: int) -> list[dt.datetime]:
     return [last - dt.timedelta(days=days * (folds - 1 - index)) for index in range(folds)]
 
 
-SCRATCH = (INTERACTIONS, STOCK_LINES, CATALOGUE, AFFINITY, NEIGHBOURS, SEGMENTS, GROUP_TOP, GUESS)
+SCRATCH = (INTERACTIONS, STOCK_LINES, CATALOGUE, AFFINITY, NEIGHBOURS, TASTES, SEGMENTS, GROUP_TOP, GUESS)
 
 
 def _drop_scratch(engine: Engine) -> None:
@@ -273,27 +278,29 @@ def compute_recommendations(
     moment = _utc(as_of) if as_of is not None else data_as_of(engine)
     version = model_version(chosen, moment.isoformat())
     timezone, folds, days = workspace.config.timezone, chosen.evaluation.folds, chosen.evaluation.test_days
-    total = folds + 3
-    started = time.perf_counter()
+    total, started, evaluation, written = folds + 3, time.perf_counter(), None, 0
     try:
         report("interactions", 0, total)
-        sql = _collect(engine, moment, timezone)
-        evaluation = _evaluate(engine, chosen, timezone, _cutoffs(moment - dt.timedelta(days=days), days, folds),
-                               days, chosen.evaluation.k or chosen.k,
-                               lambda step, done, _: report(step, 1 + done, total))
+        run = _Run(engine, chosen, timezone, moment, _collect(engine, moment, timezone))
+        if engine.row_count(INTERACTIONS):  # nothing bought or viewed yet: empty lists, no model to record
+            evaluation = _evaluate(engine, chosen, timezone, _cutoffs(moment - dt.timedelta(days=days), days, folds),
+                                   days, chosen.evaluation.k or chosen.k,
+                                   lambda step, done, _: report(step, 1 + done, total))
         report("lists", folds + 1, total)
-        run = _Run(engine, chosen, timezone, moment, sql)
         computed_at = _serve(run, version)
         report("model_runs", folds + 2, total)
-        written = _record_run(engine, version, moment, computed_at, evaluation, chosen, engine.row_count(AFFINITY))
+        if evaluation is not None:
+            written = _record_run(engine, version, moment, computed_at, evaluation, chosen,
+                                  engine.row_count(AFFINITY))
     finally:
         _drop_scratch(engine)
     tables = {RECOMMENDATIONS.name: engine.row_count(RECOMMENDATIONS.name),
               RELATED_PRODUCTS.name: engine.row_count(RELATED_PRODUCTS.name), MODEL_RUNS.name: written}
-    notes = [_note(evaluation, version), ("note.recommend_written", {
-        "rows": tables[RECOMMENDATIONS.name], "related": tables[RELATED_PRODUCTS.name],
-        "seconds": round(time.perf_counter() - started, 1)})]
-    run.sql["evaluation"] = evaluation.sql
+    notes = [_note(evaluation, version) if evaluation else ("note.recommend_no_data", {}),
+             ("note.recommend_written", {"rows": tables[RECOMMENDATIONS.name], "related": tables[RELATED_PRODUCTS.name],
+                                         "seconds": round(time.perf_counter() - started, 1)})]
+    if evaluation is not None:
+        run.sql["evaluation"] = evaluation.sql
     return RecommendResult(tables, notes, version, evaluation, run.sql)
 
 

@@ -60,10 +60,10 @@ SEGMENT_EN = """CASE WHEN level = 3 THEN 'popular across the store' ELSE CONCAT(
 # add to cart and the purchase of one shopping trip are one choice of category, not seven.
 # similarity = Σ recency(i) x neighbour score(i, j), scaled to the person's best.
 # A person without any interaction gets their segment's best sellers.
-GUESS_SQL = f"""
-WITH {BLOCKED_CTE},
+GUESS_SQL = """
+WITH {blocked},{focus}
 recent AS (SELECT person_id, product_id, recency, strongest FROM recommend_affinity
-           WHERE recency_rank <= :recent_items),
+           WHERE recency_rank <= :recent_items{in_focus}),
 contributions AS (
   SELECT r.person_id, n.related_product_id AS product_id, r.product_id AS source_product_id,
     r.strongest AS source_action, r.recency * n.score AS contribution
@@ -86,19 +86,12 @@ wanted AS (
     ROUND((popularity + :popularity_prior) / (MAX(popularity) OVER () + :popularity_prior), 9) AS pop
   FROM recommend_catalogue WHERE available
 ),
-visits AS (
-  SELECT i.person_id, COALESCE(c.category, '') AS category,
-    CAST(CAST(i.at AS TIMESTAMPTZ) AT TIME ZONE :tz AS DATE) AS day, MAX(i.at) AS at
-  FROM recommend_interactions AS i JOIN recommend_catalogue AS c ON c.product_id = i.product_id
-  WHERE i.at <= :as_of
-  GROUP BY i.person_id, COALESCE(c.category, ''), CAST(CAST(i.at AS TIMESTAMPTZ) AT TIME ZONE :tz AS DATE)
-),
+store AS (SELECT category, SUM(weight) / SUM(SUM(weight)) OVER () AS share FROM recommend_tastes GROUP BY category),
 touched AS (
-  SELECT person_id, category, SUM(EXP(-:taste_rate * (EPOCH(:as_of) - EPOCH(at)))) AS weight
-  FROM visits GROUP BY person_id, category
+  SELECT person_id, category, weight, SUM(weight) OVER (PARTITION BY person_id) AS total
+  FROM recommend_tastes WHERE TRUE{in_focus}
 ),
-store AS (SELECT category, SUM(weight) / SUM(SUM(weight)) OVER () AS share FROM touched GROUP BY category),
-people AS (SELECT person_id, SUM(weight) AS weight FROM touched GROUP BY person_id),
+people AS (SELECT DISTINCT person_id, total FROM touched),
 shelf_top AS (
   SELECT product_id, COALESCE(category, '') AS category,
     ROW_NUMBER() OVER (PARTITION BY COALESCE(category, '') ORDER BY pop DESC, product_id) AS place
@@ -106,24 +99,28 @@ shelf_top AS (
 ),
 store_top AS (SELECT product_id, ROW_NUMBER() OVER (ORDER BY pop DESC, product_id) AS place FROM wanted),
 candidates AS (
-  SELECT person_id, product_id FROM similar
-  UNION
-  SELECT t.person_id, s.product_id FROM touched AS t JOIN shelf_top AS s ON s.category = t.category
-  WHERE s.place <= :pool
-  UNION
-  SELECT p.person_id, g.product_id FROM people AS p CROSS JOIN store_top AS g WHERE g.place <= :pool
+  SELECT person_id, product_id, MAX(similar) AS similar, MAX(source_product_id) AS source_product_id,
+    MAX(source_action) AS source_action
+  FROM (
+    SELECT person_id, product_id, relative AS similar, source_product_id, source_action FROM similar
+    UNION ALL
+    SELECT t.person_id, s.product_id, 0.0, CAST(NULL AS VARCHAR), CAST(NULL AS INTEGER)
+    FROM touched AS t JOIN shelf_top AS s ON s.category = t.category WHERE s.place <= :pool
+    UNION ALL
+    SELECT p.person_id, g.product_id, 0.0, CAST(NULL AS VARCHAR), CAST(NULL AS INTEGER)
+    FROM people AS p CROSS JOIN store_top AS g WHERE g.place <= :pool
+  ) AS found
+  GROUP BY person_id, product_id
 ),
 scored AS (
-  SELECT c.person_id, c.product_id,
-    w.pop
-      * ((COALESCE(t.weight, 0) + :taste_prior * st.share) / (p.weight + :taste_prior)) / st.share AS liking,
-    COALESCE(m.relative, 0) AS similar, m.source_product_id, m.source_action, COALESCE(t.weight, 0) AS touched
+  SELECT c.person_id, c.product_id, c.similar, c.source_product_id, c.source_action,
+    w.pop * ((COALESCE(t.weight, 0) + :taste_prior * st.share) / (p.total + :taste_prior)) / st.share AS liking,
+    COALESCE(t.weight, 0) AS touched
   FROM candidates AS c
   JOIN wanted AS w ON w.product_id = c.product_id
   JOIN people AS p ON p.person_id = c.person_id
   JOIN store AS st ON st.category = COALESCE(w.category, '')
   LEFT JOIN touched AS t ON t.person_id = c.person_id AND t.category = COALESCE(w.category, '')
-  LEFT JOIN similar AS m ON m.person_id = c.person_id AND m.product_id = c.product_id
 ),
 personal AS (
   SELECT person_id, product_id, ROUND(liking * (1 + :similar_boost * similar), 9) AS score,
@@ -132,16 +129,10 @@ personal AS (
     source_product_id, source_action
   FROM scored
 ),
-cold AS (
-  SELECT s.person_id, g.product_id, g.relative AS score, 'popular' AS basis,
-    CAST(NULL AS VARCHAR) AS source_product_id, CAST(NULL AS INTEGER) AS source_action
-  FROM recommend_segments AS s JOIN recommend_group_top AS g ON g.group_key = s.group_key
-  LEFT JOIN people AS p ON p.person_id = s.person_id
-  WHERE s.chosen AND p.person_id IS NULL
-),
+{cold}
 ranked AS (
   SELECT c.*, ROW_NUMBER() OVER (PARTITION BY c.person_id ORDER BY c.score DESC, c.product_id) AS rank
-  FROM (SELECT * FROM personal UNION ALL SELECT * FROM cold) AS c
+  FROM ({lists}) AS c
   LEFT JOIN blocked AS b ON b.person_id = c.person_id AND b.product_id = c.product_id
   WHERE b.person_id IS NULL
 )
@@ -149,9 +140,34 @@ SELECT person_id, rank, product_id, score, basis, source_product_id, source_acti
 """
 
 
-def guess_sql(as_of: dt.datetime, timezone: str, settings: GuessSettings, k: int) -> exp.Expression:
-    """猜你喜欢 for every person at `as_of`: person_id, rank, product_id, score, basis, source."""
-    return bind(GUESS_SQL, {"as_of": as_of, "tz": timezone, "k": k, **settings.values()})
+COLD_CTE = """
+cold AS (
+  SELECT s.person_id, g.product_id, g.relative AS score, 'popular' AS basis,
+    CAST(NULL AS VARCHAR) AS source_product_id, CAST(NULL AS INTEGER) AS source_action
+  FROM recommend_segments AS s JOIN recommend_group_top AS g ON g.group_key = s.group_key
+  LEFT JOIN people AS p ON p.person_id = s.person_id
+  WHERE s.chosen AND p.person_id IS NULL
+),"""
+
+# The offline test needs the lists of test users only (persons who bought in the test
+# window), all of whom have a history: a fraction of the work at the cut-off.
+FOCUS_CTE = """
+focus AS (SELECT DISTINCT person_id FROM recommend_interactions
+          WHERE action = 'purchase' AND at > :as_of AND at <= :until),"""
+
+
+def guess_sql(as_of: dt.datetime, settings: GuessSettings, k: int,
+              buyers_until: dt.datetime | None = None) -> exp.Expression:
+    """猜你喜欢 at `as_of`: person_id, rank, product_id, score, basis, source — for every person,
+    or (`buyers_until`) only for those who bought between `as_of` and then."""
+    focused = buyers_until is not None
+    sql = GUESS_SQL.format(
+        blocked=BLOCKED_CTE, focus=FOCUS_CTE if focused else "",
+        in_focus=" AND person_id IN (SELECT person_id FROM focus)" if focused else "",
+        cold="" if focused else COLD_CTE,
+        lists="SELECT * FROM personal" if focused else "SELECT * FROM personal UNION ALL SELECT * FROM cold")
+    values = {"as_of": as_of, "k": k, **settings.values()}
+    return bind(sql, {**values, "until": buyers_until} if focused else values)
 
 
 # 新品上市: a person's share of interest per category and their mean price band there
@@ -195,16 +211,16 @@ popular_ranked AS (
 )"""
 
 REASON_ZH = """CASE
-  WHEN l.basis = 'similar' AND l.source_action = 3 THEN CONCAT('常与您买过的「', src.name, '」一起购买')
-  WHEN l.basis = 'similar' AND l.source_action = 2 THEN CONCAT('与您加购的「', src.name, '」相关')
+  WHEN l.basis = 'similar' AND l.source_action = 3 THEN CONCAT('买过「', src.name, '」的顾客也常买')
+  WHEN l.basis = 'similar' AND l.source_action = 2 THEN CONCAT('常与您加购的「', src.name, '」一起选购')
   WHEN l.basis = 'similar' THEN CONCAT('看过「', src.name, '」的顾客也喜欢')
   WHEN l.basis = 'taste' THEN CONCAT('您常逛的', c.category_zh, '里的热销款')
   WHEN l.basis = 'store' THEN '全店热卖'
   WHEN l.basis = 'popular' THEN sg.segment_zh
   ELSE CONCAT('新品上市：您常买的', c.category_zh, '，价位相符') END"""
 REASON_EN = """CASE
-  WHEN l.basis = 'similar' AND l.source_action = 3 THEN CONCAT('often bought together with ', src.name, ', which you bought')
-  WHEN l.basis = 'similar' AND l.source_action = 2 THEN CONCAT('goes with ', src.name, ' in your cart')
+  WHEN l.basis = 'similar' AND l.source_action = 3 THEN CONCAT('customers who bought ', src.name, ' also bought this')
+  WHEN l.basis = 'similar' AND l.source_action = 2 THEN CONCAT('often chosen with ', src.name, ' in your cart')
   WHEN l.basis = 'similar' THEN CONCAT('customers who viewed ', src.name, ' also liked this')
   WHEN l.basis = 'taste' THEN CONCAT('a best seller in ', c.category_en, ', which you often browse')
   WHEN l.basis = 'store' THEN 'a best seller across the store'
@@ -278,14 +294,15 @@ ranked AS (
 SELECT r.product_id, CAST(r.rank AS INTEGER) AS rank, r.related_product_id, CAST(r.score AS DOUBLE) AS score,
   CAST(r.support AS BIGINT) AS support, CAST(r.co_purchases AS BIGINT) AS co_purchases,
   CAST(r.lift AS DOUBLE) AS lift,
-  CASE WHEN r.tier = 1 THEN 'same_category' WHEN r.co_purchases > 0 THEN 'bought_together'
-       ELSE 'viewed_together' END AS basis,
+  CASE WHEN r.tier = 1 THEN 'same_category' WHEN r.co_purchases > 0 THEN 'also_bought'
+       ELSE 'also_viewed' END AS basis,
   CASE WHEN r.tier = 1 THEN CONCAT(c.subcategory_zh, '热卖')
-       WHEN r.co_purchases > 0 THEN CONCAT('常被一起购买：', CAST(r.co_purchases AS VARCHAR), ' 位顾客两件都买过')
-       ELSE '看过这件商品的顾客也看了' END AS reason_zh,
-  CASE WHEN r.tier = 1 THEN CONCAT('best sellers in ', c.subcategory_en)
-       WHEN r.co_purchases > 0 THEN CONCAT('bought together by ', CAST(r.co_purchases AS VARCHAR), ' customers')
-       ELSE 'customers who viewed this also viewed' END AS reason_en,
+       WHEN r.co_purchases > 0 THEN CONCAT('买过此商品的顾客也买了它（', CAST(r.co_purchases AS VARCHAR), ' 位）')
+       ELSE '看过此商品的顾客也看了它' END AS reason_zh,
+  CASE WHEN r.tier = 1 THEN CONCAT('a best seller in ', c.subcategory_en)
+       WHEN r.co_purchases = 1 THEN '1 customer who bought this also bought it'
+       WHEN r.co_purchases > 1 THEN CONCAT(CAST(r.co_purchases AS VARCHAR), ' customers who bought this also bought it')
+       ELSE 'customers who viewed this also viewed it' END AS reason_en,
   :model_version AS model_version, :computed_at AS computed_at
 FROM ranked AS r JOIN recommend_catalogue AS c ON c.product_id = r.related_product_id
 WHERE r.rank <= :k

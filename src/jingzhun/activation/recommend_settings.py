@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jingzhun.core.config_errors import ConfigFile, config_error
 from jingzhun.core.errors import ConfigError
 from jingzhun.core.workspace import Workspace
+from jingzhun.profiles.tags import read_yaml
 
 CONFIG_FILE = "recommend.yaml"
 RECOMMEND_FILE = ConfigFile(f" in {CONFIG_FILE}", f"{CONFIG_FILE} 中", "docs/recommendations.md")
@@ -69,7 +68,7 @@ class EvaluationSettings(_Strict):
 
     test_days: int = Field(60, ge=1, le=365, description="Days after the cut-off whose purchases are the test.")
     k: int | None = Field(None, ge=1, le=100, description="List length judged; default the recommender's k.")
-    folds: int = Field(3, ge=1, le=24, description="Consecutive test windows ending at the latest data, pooled: "
+    folds: int = Field(2, ge=1, le=24, description="Consecutive test windows ending at the latest data, pooled: "
                                                    "a small shop's single window has too few buyers to judge.")
 
 
@@ -92,7 +91,6 @@ class GuessSettings(_Strict):
         """The SQL placeholders of the 猜你喜欢 query."""
         return {"recent_items": self.recent_items, "similar_boost": float(self.similar_boost),
                 "taste_prior": float(self.taste_prior),
-                "taste_rate": math.log(2) / (self.taste_half_life_days * 86400.0),
                 "popularity_prior": float(self.popularity_prior), "pool": self.pool}
 
 
@@ -163,15 +161,7 @@ def load_recommend_settings(workspace: Workspace | None) -> RecommendSettings:
     path = workspace.definitions_dir / CONFIG_FILE if workspace is not None else None
     if path is None or not path.is_file():
         return RecommendSettings()
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as broken:
-        raise ConfigError(
-            f"{CONFIG_FILE} is not valid YAML: {getattr(broken, 'problem', broken)}.", location=path,
-            fix="check the indentation and the colon after each key",
-            message_zh=f"{CONFIG_FILE} 不是有效的 YAML。", fix_zh="检查缩进和每个键后面的冒号",
-        ) from None
-    return parse_recommend_settings(data or {}, path)
+    return parse_recommend_settings(read_yaml(path, ConfigError) or {}, path)
 
 
 def model_version(settings: RecommendSettings, as_of: object) -> str:

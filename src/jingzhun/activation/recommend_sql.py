@@ -11,7 +11,7 @@ on one laptop and on a Spark cluster:
    category, consumable with its repurchase cycle, decayed popularity.
 3. `recommend_affinity`: person x product, the time-decayed sum of weighted interactions
    (purchase > cart > view), once with the similarity half-life and once with the
-   shorter recency half-life.
+   shorter recency half-life; `recommend_tastes`: person x category, decayed visits.
 4. `recommend_neighbours`: item-to-item cosine similarity over the persons' affinity
    vectors (a self-join on person, each person bounded to their strongest items),
    shrunk by support, top-N per item, with support, co-purchases and lift.
@@ -46,6 +46,7 @@ NEIGHBOURS = "recommend_neighbours"
 SEGMENTS = "recommend_segments"
 GROUP_TOP = "recommend_group_top"
 GUESS = "recommend_guess"
+TASTES = "recommend_tastes"
 
 KINDS = ("guess_you_like", "popular", "new_arrival")
 SECONDS_PER_DAY = 86400.0
@@ -206,6 +207,26 @@ def affinity_sql(as_of: dt.datetime, weights: Mapping[str, float], similarity_ra
     """Person x product interest at `as_of`: decayed weighted interactions, ranked per person."""
     return bind(AFFINITY_SQL, {"as_of": as_of, "similarity_rate": similarity_rate, "recent_rate": recent_rate,
                                **{f"w_{action}": float(weight) for action, weight in weights.items()}})
+
+
+# A visit is a person x category x local day: the views, the add to cart and the purchase
+# of one shopping trip are one choice of category, not seven. Tastes = decayed visits.
+TASTES_SQL = """
+WITH visits AS (
+  SELECT i.person_id, COALESCE(c.category, '') AS category,
+    CAST(CAST(i.at AS TIMESTAMPTZ) AT TIME ZONE :tz AS DATE) AS day, MAX(i.at) AS at
+  FROM recommend_interactions AS i JOIN recommend_catalogue AS c ON c.product_id = i.product_id
+  WHERE i.at <= :as_of
+  GROUP BY i.person_id, COALESCE(c.category, ''), CAST(CAST(i.at AS TIMESTAMPTZ) AT TIME ZONE :tz AS DATE)
+)
+SELECT person_id, category, ROUND(SUM(EXP(-:taste_rate * (EPOCH(:as_of) - EPOCH(at)))), 9) AS weight
+FROM visits GROUP BY person_id, category
+"""
+
+
+def tastes_sql(as_of: dt.datetime, timezone: str, taste_rate: float) -> exp.Expression:
+    """Person x category: decayed visits (person x category x local day) up to `as_of`."""
+    return bind(TASTES_SQL, {"as_of": as_of, "tz": timezone, "taste_rate": taste_rate})
 
 
 # ---- 4. item-to-item similarity ------------------------------------------------------

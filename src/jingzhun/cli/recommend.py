@@ -94,6 +94,7 @@ def recommend_evaluate(
         help="The time split (ISO 8601); default: test-days before the latest data.")] = None,
     test_days: Annotated[int | None, typer.Option(help="Days of purchases after the cut-off to test on.")] = None,
     k: Annotated[int | None, typer.Option("--k", "-k", help="List length judged.")] = None,
+    folds: Annotated[int | None, typer.Option(help="Consecutive test windows, pooled (default: evaluation.folds, 2).")] = None,
     workspace: WorkspaceOption = None,
     engine: EngineOption = None,
     output: Format = "table",
@@ -103,11 +104,14 @@ def recommend_evaluate(
     opened = open_workspace(workspace)
     language = language_of(opened)
     with open_engine(opened, engine) as storage:
-        result = evaluate_recommender(opened, storage, cutoff=instant(cutoff), test_days=test_days, k=k)
+        result = evaluate_recommender(opened, storage, cutoff=instant(cutoff), test_days=test_days, k=k,
+                                      folds=folds)
     if output == "table":
-        window = f"{result.cutoff:%Y-%m-%d %H:%M} → {result.until:%Y-%m-%d %H:%M} UTC, k = {result.k}"
-        console.print(f"[bold]{'训练截至 → 测试截至' if language == 'zh' else 'trained until → tested until'}: "
-                      f"{window}[/]")
+        cutoffs = ", ".join(f"{cutoff:%Y-%m-%d}" for cutoff in result.cutoffs)
+        console.print(f"[bold]{'切分日期' if language == 'zh' else 'cut-offs'}: {cutoffs} (UTC), "
+                      f"{'测试' if language == 'zh' else 'test'} {result.test_days} d, k = {result.k}[/]")
     frame = result.metrics.reset_index(names="model")
+    if output == "table":
+        frame = frame.round(4)
     print_result(pa.Table.from_pandas(frame, preserve_index=False), output, 10, language)
     _sql(result.sql, show_sql)

@@ -135,6 +135,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "recommender {model_version}: time-split test on {users} customers, precision@{k} {precision} "
               "(popularity baseline {baseline}), recall@{k} {recall} (baseline {baseline_recall})",
     },
+    "note.recommend_no_data": {
+        "zh": "还没有购买、加购或浏览商品的记录：推荐为空，未记录模型",
+        "en": "no purchases, cart adds or product views yet: no recommendations, no model recorded",
+    },
     "note.recommend_written": {
         "zh": "已写入 {rows} 条个人推荐、{related} 条相关商品（{seconds} 秒）",
         "en": "{rows} personal recommendations and {related} related products written ({seconds} s)",

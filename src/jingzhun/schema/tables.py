@@ -394,10 +394,10 @@ RECOMMENDATIONS = table(
 RELATED_PRODUCTS = table(
     "related_products", "For each product, the products to show beside it (product pages, carts).",
     "product_id VARCHAR NOT NULL", "rank INTEGER NOT NULL", "related_product_id VARCHAR NOT NULL",
-    "score DOUBLE -- shrunk cosine similarity of who bought, carted and viewed them (0 for shelf fill)",
+    "score DOUBLE -- asymmetric cosine of who bought, carted and viewed them, shrunk by support (0: shelf fill)",
     "support BIGINT -- persons who interacted with both", "co_purchases BIGINT -- persons who bought both",
     "lift DOUBLE -- support x persons / (persons of one x persons of the other)",
-    "basis VARCHAR -- bought_together | viewed_together | same_category",
+    "basis VARCHAR -- also_bought | also_viewed | same_category (shelf fill)",
     "reason_zh VARCHAR", "reason_en VARCHAR",
     "model_version VARCHAR NOT NULL", "computed_at TIMESTAMPTZ NOT NULL",
 )
