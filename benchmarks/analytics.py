@@ -12,6 +12,10 @@ Measurements (one `Measurement` each; a new analysis is one more entry in MEASUR
               by Adtributor over 8 dimensions (GROUPING SETS per level); the baseline is a
               hand-written UNION ALL of per-dimension GROUP BYs per level, scored by the same
               Python. Both must name the planted product.
+  association_rules  pair rules (support, confidence, lift, leverage, conviction) over 2.2M
+              baskets at subcategory level, from `benchmarks/analytics_rules.py` (which also
+              runs alone, with triples and the product level); the baseline is its hand-written
+              Apriori-by-self-join query.
 
 Data: the generator of `benchmarks/segments.py` (imported; 1M persons, ~50 events each,
 ~2.2M orders, 5,000 products), built once under --cache, plus a planted livestream spike
@@ -47,6 +51,8 @@ import pandas as pd
 import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).parent))
+import analytics_rules  # noqa: E402  (the association-rules measurement)
+
 import segments  # noqa: E402  (the data builder and its cache)
 
 TIMEZONE = segments.TIMEZONE
@@ -245,10 +251,26 @@ def root_cause_summary(frame: pd.DataFrame) -> dict:
             "found_planted_product": bool(top["value"] == SPIKE_PRODUCT), "readings": frame["reading"].iloc[0]}
 
 
+def _rules_comparable(frame: pd.DataFrame) -> pd.DataFrame:
+    """Infinite conviction (confidence 1) as NULL, as the hand-written SQL gives it."""
+    return frame.assign(conviction=frame["conviction"].replace(float("inf"), None))
+
+
+def rules_summary(frame: pd.DataFrame) -> dict:
+    best = frame.sort_values("lift", ascending=False).iloc[0] if len(frame) else None
+    return {"rules": len(frame), "top_lift_rule": None if best is None else
+            f"{best['antecedent']} → {best['consequent']} (lift {float(best['lift']):.2f})"}
+
+
 MEASUREMENTS: list[Measurement] = [
     Measurement("cube", f"{', '.join(CUBE_MEASURES)} by month x gender, {CUBE_PERIOD}", cube_ours, cube_plain),
     Measurement("root_cause", f"views on {SPIKE_DAY} vs {ROOT_CAUSE_BASE}, {len(ROOT_CAUSE_DIMENSIONS)} dimensions",
                 root_cause_ours, root_cause_plain, root_cause_summary),
+    Measurement("association_rules",
+                f"pair rules at subcategory level, min support {analytics_rules.LEVELS['subcategory']}",
+                lambda engine: _rules_comparable(analytics_rules.rules_ours(engine, "subcategory")),
+                lambda con: _rules_comparable(analytics_rules.rules_plain(con, "subcategory")),
+                rules_summary),
 ]
 
 
