@@ -45,6 +45,20 @@ from jingzhun.activation.delivery import Outcome as Outcome
 from jingzhun.activation.delivery import Outgoing as Outgoing
 from jingzhun.activation.delivery import build_adapters as build_adapters
 from jingzhun.activation.delivery import load_delivery_config as load_delivery_config
+from jingzhun.activation.journeys import JourneyDefinition as JourneyDefinition
+from jingzhun.activation.journeys import JourneyError as JourneyError
+from jingzhun.activation.journeys import parse_journey as parse_journey
+from jingzhun.activation.journeys import read_journey_file as read_journey_file
+from jingzhun.activation.journeys_run import JourneyRun as JourneyRun
+from jingzhun.activation.journeys_run import JourneyStatus as JourneyStatus
+from jingzhun.activation.journeys_run import journey_paths as journey_paths
+from jingzhun.activation.journeys_run import journey_status as journey_status
+from jingzhun.activation.journeys_run import list_journeys as list_journeys
+from jingzhun.activation.journeys_run import load_journey as load_journey
+from jingzhun.activation.journeys_run import run_journey as run_journey
+from jingzhun.activation.journeys_run import run_journeys as run_journeys
+from jingzhun.activation.journeys_run import save_journey as save_journey
+from jingzhun.activation.journeys_run import set_journey_status as set_journey_status
 from jingzhun.activation.policy import SendPolicy as SendPolicy
 from jingzhun.activation.policy import SendRequest as SendRequest
 from jingzhun.activation.policy import load_send_policy as load_send_policy
@@ -63,9 +77,18 @@ from jingzhun.activation.recommend_settings import RecommendSettings as Recommen
 from jingzhun.activation.recommend_settings import (
     load_recommend_settings as load_recommend_settings,
 )
+from jingzhun.activation.send_time import SendTimes as SendTimes
+from jingzhun.activation.send_time import best_send_hours as best_send_hours
 from jingzhun.activation.sending import RunReport as RunReport
 from jingzhun.activation.sending import check_template as check_template
 from jingzhun.activation.sending import run_campaign as run_campaign
 from jingzhun.activation.sending import run_campaigns as run_campaigns
 from jingzhun.activation.tracking import rebuild_message_events as rebuild_message_events
 from jingzhun.activation.tracking import record_message_events as record_message_events
+from jingzhun.activation.triggers import DueRun as DueRun
+from jingzhun.activation.triggers import TriggerReport as TriggerReport
+from jingzhun.activation.triggers import check_trigger as check_trigger
+from jingzhun.activation.triggers import fire_triggers as fire_triggers
+from jingzhun.activation.triggers import on_events_loaded as on_events_loaded
+from jingzhun.activation.triggers import run_due as run_due
+from jingzhun.activation.triggers import send_due as send_due

@@ -5,12 +5,15 @@ changed definition becomes a new version in `campaigns`, with an `audit_log` row
 pauses and resumes. The schedule says when a run is due: `once` at an instant, or
 `recurring` daily or on weekdays at a local time. Each due occurrence is one run, named
 by `run_id` (`once`, or the occurrence's local date), and a run is planned only once,
-so running a campaign again the same day sends nothing twice.
+so running a campaign again the same day sends nothing twice. A `triggered` schedule
+has no occurrences: the collector's after-load hook plans a message for each person whose
+event (or entry into a real-time audience) arrives (activation.triggers).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -20,7 +23,18 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainSerializer,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from sqlglot import exp
 
 from jingzhun.activation.policy import Channel, PolicyError, Purpose, literal
@@ -77,7 +91,71 @@ class RecurringSchedule(_Strict):
         return self
 
 
-Schedule = Annotated[OnceSchedule | RecurringSchedule, Field(discriminator="kind")]
+_SPAN = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_SPAN_UNITS = (timedelta(weeks=1), timedelta(days=1), timedelta(hours=1), timedelta(minutes=1), timedelta(seconds=1))
+
+
+def parse_span(value: object) -> timedelta:
+    """'30m' → 30 minutes; units w, d, h, m, s, combinable ('1h30m'); 0 is no time at all.
+
+    Example:
+        >>> parse_span("1h30m")
+        datetime.timedelta(seconds=5400)
+    """
+    if isinstance(value, timedelta):
+        return value
+    text = str(value).strip().replace(" ", "")
+    if text == "0":
+        return timedelta(0)
+    matched = _SPAN.match(text)
+    if matched is None or not any(matched.groups()):
+        raise ValueError(f"{value!r} is not a duration; write e.g. 30m, 2h, 1d or 1h30m")
+    return sum((int(n) * unit for n, unit in zip(matched.groups(), _SPAN_UNITS, strict=True) if n), timedelta(0))
+
+
+Span = Annotated[timedelta, BeforeValidator(parse_span), PlainSerializer(
+    lambda span: f"{int(span.total_seconds())}s", return_type=str)]
+
+
+class TriggerSpec(_Strict):
+    """What fires a triggered campaign: an event of the person, or their entry into a
+    real-time audience; `delay` after it; events older than `within` when they reach the
+    collector's hook fire nothing (an SDK's offline backlog, a replay after an outage)."""
+
+    event: str | None = Field(None, min_length=1)
+    segment_entered: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]{1,62}$")
+    delay: Span = timedelta(0)
+    within: Span = timedelta(hours=1)
+    once_per: Literal["day", "campaign"] = "day"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TriggerSpec:
+        if (self.event is None) == (self.segment_entered is None):
+            raise ValueError("trigger: give exactly one of event: NAME or segment_entered: AUDIENCE_ID")
+        if self.delay < timedelta(0) or self.within <= timedelta(0):
+            raise ValueError("trigger: delay may not be negative and within must be positive")
+        return self
+
+
+class TriggerSchedule(_Strict):
+    """Sent to each person seconds after their trigger reaches the collector (or `delay` later)."""
+
+    kind: Literal["triggered"] = "triggered"
+    trigger: TriggerSpec
+
+
+def _schedule_kind(value: object) -> str | None:
+    if isinstance(value, dict):
+        return value.get("kind") or ("triggered" if "trigger" in value else None)
+    return getattr(value, "kind", None)
+
+
+Schedule = Annotated[
+    Annotated[OnceSchedule, Tag("once")] | Annotated[RecurringSchedule, Tag("recurring")]
+    | Annotated[TriggerSchedule, Tag("triggered")],
+    Discriminator(_schedule_kind, custom_error_type="schedule_kind",
+                  custom_error_message="a schedule needs kind: once | recurring, or trigger: {event: …}"),
+]
 
 
 class Budget(_Strict):
@@ -94,7 +172,7 @@ class CampaignDefinition(_Strict):
     name_zh: str = Field(min_length=1)
     name_en: str = Field(min_length=1)
     purpose: Purpose = "marketing"
-    audience: AudienceSpec
+    audience: AudienceSpec | None = None  # required unless triggered (then it narrows who may trigger)
     template_id: str = Field(min_length=1)
     channels: tuple[Channel, ...] = Field(min_length=1)
     language: Literal["zh", "en"] | None = None
@@ -105,6 +183,13 @@ class CampaignDefinition(_Strict):
     coupon: dict[str, Any] | None = None
     sensitive_data: bool = False
     track_links: bool = True
+    send_time: Literal["now", "optimal"] = "now"  # optimal: each person's most responsive hour (send_time.py)
+
+    @model_validator(mode="after")
+    def _audience_given(self) -> CampaignDefinition:
+        if self.audience is None and not isinstance(self.schedule, TriggerSchedule):
+            raise ValueError("audience: a scheduled campaign needs an audience, e.g. audience: {segment_id: vip}")
+        return self
 
     @field_validator("channels")
     @classmethod
@@ -154,7 +239,7 @@ def save_campaign(engine: Engine, definition: CampaignDefinition, actor: str = "
     version = stored.version + 1 if stored else 1
     moment = now or datetime.now(UTC)
     row = {"campaign_id": definition.campaign_id, "name": definition.name_zh, "kind": definition.schedule.kind,
-           "segment_id": definition.audience.segment_id, "channel": ",".join(definition.channels),
+           "segment_id": definition.audience.segment_id if definition.audience else None, "channel": ",".join(definition.channels),
            "definition": definition.canonical_json(), "holdout_ratio": definition.holdout,
            "status": stored.status if stored else "active", "created_at": moment, "created_by": actor,
            "version": version, "purpose": definition.purpose, "updated_at": moment}
@@ -214,9 +299,9 @@ def list_campaigns(engine: Engine) -> pd.DataFrame:
 
 
 def _audit(engine: Engine, campaign_id: str, action: str, actor: str, moment: datetime,
-           details: dict[str, Any]) -> None:
+           details: dict[str, Any], object_type: str = "campaign") -> None:
     row = {"audit_id": f"{action}:{campaign_id}:{moment.isoformat()}:{details.get('version')}",
-           "occurred_at": moment, "actor": actor, "action": action, "object_type": "campaign",
+           "occurred_at": moment, "actor": actor, "action": action, "object_type": object_type,
            "object_id": campaign_id, "details": json.dumps(details, ensure_ascii=False)}
     schema = pa.schema([(c.name, pa.timestamp("us", tz="UTC") if c.type == "TIMESTAMPTZ" else pa.string())
                         for c in AUDIT_LOG.columns])
@@ -234,8 +319,10 @@ class Occurrence:
     scheduled_for: datetime
 
 
-def due_occurrence(schedule: OnceSchedule | RecurringSchedule, now: datetime, timezone: str) -> Occurrence | None:
-    """The latest occurrence at or before `now`, or None if none is due yet.
+def due_occurrence(schedule: OnceSchedule | RecurringSchedule | TriggerSchedule, now: datetime,
+                   timezone: str) -> Occurrence | None:
+    """The latest occurrence at or before `now`, or None if none is due yet (a triggered
+    schedule has none: its runs are planned by the collector's hook).
 
     Missed occurrences of a recurring schedule are not caught up: after a pause of three
     days only the latest one runs (a marketing message three days late is no message).
@@ -246,6 +333,8 @@ def due_occurrence(schedule: OnceSchedule | RecurringSchedule, now: datetime, ti
         Occurrence(run_id='2026-04-30', scheduled_for=datetime.datetime(2026, 4, 30, 2, 0, tzinfo=datetime.timezone.utc))
     """
     zone = ZoneInfo(timezone)
+    if isinstance(schedule, TriggerSchedule):
+        return None
     if isinstance(schedule, OnceSchedule):
         at = schedule.at if schedule.at.tzinfo else schedule.at.replace(tzinfo=zone)
         return Occurrence("once", at.astimezone(UTC)) if at <= now else None

@@ -51,6 +51,7 @@ from jingzhun.activation.policy import (
     quiet_channels,
 )
 from jingzhun.activation.send_loop import SendContext, send_pending
+from jingzhun.activation.send_time import defer_to_best_hours
 from jingzhun.activation.tracking import link_tracker
 from jingzhun.core.errors import EngineError
 from jingzhun.core.workspace import Workspace
@@ -270,6 +271,8 @@ def plan_run(workspace: Workspace, engine: Engine, stored: StoredCampaign, run_i
         query = policy_sql(request, policy)
         report.sql["policy"] = engine.render(query)
         engine.materialize(PLAN, query, MaterializeHints(scratch=True))
+        if definition.send_time == "optimal":
+            report.sql["send_time"] = defer_to_best_hours(workspace, engine, PLAN, policy, definition.purpose, now)
         counts = _record_plan(engine, now)
         if definition.holdout > 0:
             _record_arms(engine, definition.campaign_id, now)
@@ -370,31 +373,40 @@ def _record_run(engine: Engine, stored: StoredCampaign, run_id: str, scheduled_f
 
 
 def replan_deferred(workspace: Workspace, engine: Engine, stored: StoredCampaign, now: datetime,
-                    policy: SendPolicy, report: RunReport) -> None:
+                    policy: SendPolicy, report: RunReport, steps: tuple[str, ...] | None = None) -> None:
     """Decide again, under the policy as it is now, each deferred delivery whose time came:
-    consent may have been withdrawn overnight and other campaigns may have used the caps."""
+    consent may have been withdrawn overnight and other campaigns may have used the caps.
+    Each run and step is decided apart (the step is part of the delivery id); `steps`
+    limits it to some (a journey's message step, whose copy is its own)."""
     definition = stored.definition
-    due = (exp.select("run_id").distinct().from_(DELIVERIES.name)
+    due = (exp.select("run_id", "step").distinct().from_(DELIVERIES.name)
            .where(exp.column("campaign_id").eq(literal(definition.campaign_id)),
                   exp.column("status").eq(literal("deferred")),
                   exp.LTE(this=exp.column("scheduled_at"), expression=literal(now))))
-    for run_id in engine.query(due).column("run_id").to_pylist():
-        counts = locked(engine, lambda run=run_id: _replan(workspace, engine, definition, run, now, policy, report),
-                        holder=f"{definition.campaign_id}:{run_id}:deferred")
+    if steps is not None:
+        if not steps:
+            return
+        due = due.where(exp.column("step").isin(*[literal(step) for step in steps]))
+    for row in engine.query(due).to_pylist():
+        run_id, step = row["run_id"], row["step"] or "main"
+        counts = locked(engine, lambda run=run_id, step=step: _replan(workspace, engine, definition, run, now, policy,
+                                                                      report, step),
+                        holder=f"{definition.campaign_id}:{run_id}:{step}:deferred")
         for status, n in counts.items():  # type: ignore[union-attr]
             report.planned[status] = report.planned.get(status, 0) + n
 
 
 def _replan(workspace: Workspace, engine: Engine, definition: CampaignDefinition, run_id: str, now: datetime,
-            policy: SendPolicy, report: RunReport) -> dict[str, int]:
+            policy: SendPolicy, report: RunReport, step: str = "main") -> dict[str, int]:
     mine = [exp.column("campaign_id").eq(literal(definition.campaign_id)), exp.column("run_id").eq(literal(run_id)),
+            exp.func("COALESCE", exp.column("step"), literal("main")).eq(literal(step)),
             exp.column("status").eq(literal("deferred")),
             exp.LTE(this=exp.column("scheduled_at"), expression=literal(now))]
     persons = exp.select("person_id").from_(DELIVERIES.name).where(*mine)
     silent, until = quiet_channels(now, workspace.config.timezone, policy, definition.purpose, definition.channels)
     messages, cost = budget_left(engine, definition, run_id, now)
     request = SendRequest(definition.campaign_id, run_id, definition.purpose, definition.channels, persons, now,
-                          sensitive=definition.sensitive_data, max_messages=messages, max_cost=cost,
+                          step=step, sensitive=definition.sensitive_data, max_messages=messages, max_cost=cost,
                           quiet=silent, quiet_action=definition.quiet_hours, defer_until=until)
     query = policy_sql(request, policy)
     report.sql["policy_deferred"] = engine.render(query)

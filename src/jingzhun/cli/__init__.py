@@ -19,6 +19,7 @@ from jingzhun.cli import (
     foundation,  # noqa: F401  (registers init, migrate, pipeline, sql, demo)
     identity,  # noqa: F401  (registers identity bind|unbind|unmerge|erase|review|decide)
     imports,  # noqa: F401
+    journeys,  # noqa: F401  (registers journey create|list|run|status|pause|resume)
     measure,  # noqa: F401  (registers measure kpis|lift|plan|attribution|budget|alerts)
     profiles,  # noqa: F401  (registers profile, tag list|apply)
     recommend,  # noqa: F401  (registers recommend for|related|evaluate)

@@ -19,6 +19,7 @@ from jingzhun.activation import (
     RunReport,
     campaign_results,
     check_template,
+    check_trigger,
     list_campaigns,
     read_campaign_file,
     run_campaigns,
@@ -83,6 +84,7 @@ def campaign_create(
     check_template(opened, campaign)
     with open_engine(opened, engine) as storage:
         migrate(storage)
+        check_trigger(opened, storage, campaign)
         version = save_campaign(storage, campaign, actor)
     console.print(t("campaign.saved", language_of(opened), campaign=campaign.campaign_id, version=version))
 
@@ -101,17 +103,28 @@ def campaign_list(workspace: WorkspaceOption = None, engine: EngineOption = None
 
 @campaign_app.command("run")
 def campaign_run(
-    campaign_ids: Annotated[list[str], typer.Argument(metavar="CAMPAIGN_ID...", help="Campaigns to run (at once).")],
+    campaign_ids: Annotated[list[str] | None, typer.Argument(metavar="[CAMPAIGN_ID]...",
+                                                             help="Campaigns to run (at once).")] = None,
     workspace: WorkspaceOption = None,
     engine: EngineOption = None,
     actor: Actor = "cli",
+    due: Annotated[bool, typer.Option("--due", help="Run everything due now: campaigns with an occurrence or "
+                                      "messages waiting (delayed triggers too), and every active journey.")] = False,
 ) -> None:
     """Plan the due run and send (resumes an interrupted one; never sends twice). 执行活动。
 
     Several campaigns run at once, each on its own connection; frequency caps hold across them.
+    `--due` (for cron) finds what is due itself (docs/journeys.md).
     """
     opened = open_workspace(workspace)
     language = language_of(opened)
+    if due or not campaign_ids:
+        from jingzhun.cli.journeys import run_everything_due
+
+        if not due:
+            raise typer.BadParameter("name the campaigns to run, or pass --due / 请填写活动 ID，或使用 --due")
+        run_everything_due(opened, engine, actor, _print_report)
+        return
     with open_engine(opened, engine) as storage:
         migrate(storage)
         outcomes = run_campaigns(opened, campaign_ids, lambda: open_engine(opened, engine), actor=actor)

@@ -115,6 +115,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(15, "measure: imported message history, campaign KPIs, attribution, responses, send times, alerts",
               _creates(t.MESSAGE_HISTORY, t.HISTORY_DELIVERIES, t.CAMPAIGN_KPIS, t.ATTRIBUTION_CREDITS,
                        t.CHANNEL_RESPONSES, t.SEND_TIME_PREFERENCES, t.ALERT_HISTORY)),
+    Migration(16, "journeys: definitions, each person's state and every move",
+              _creates(t.JOURNEYS, t.JOURNEY_STATES, t.JOURNEY_TRANSITIONS)),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

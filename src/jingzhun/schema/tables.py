@@ -369,6 +369,30 @@ SEND_LOCKS = table(
     "send_locks", "One row per lock; planning a send updates it first, so two plans never interleave.",
     "lock_id VARCHAR NOT NULL", "counter BIGINT NOT NULL", "taken_at TIMESTAMPTZ", "holder VARCHAR",
 )
+JOURNEYS = table(
+    "journeys", "Multi-step journeys: one row per definition version (activation/journeys.py).",
+    "journey_id VARCHAR NOT NULL", "version INTEGER NOT NULL", "name VARCHAR",
+    "entry_kind VARCHAR -- event | segment_entered | segment", "definition VARCHAR -- JSON",
+    "status VARCHAR -- active | paused", "created_at TIMESTAMPTZ", "created_by VARCHAR", "updated_at TIMESTAMPTZ",
+)
+JOURNEY_STATES = table(
+    "journey_states", "Where each person is in each journey: one row per person and entry, advanced in batches.",
+    "journey_id VARCHAR NOT NULL", "version INTEGER NOT NULL -- the version the person entered (and finishes)",
+    "person_id VARCHAR NOT NULL", "entry INTEGER NOT NULL -- 1 for the first entry, 2 after a re-entry",
+    "step VARCHAR NOT NULL -- the step the person is at (or ended at)",
+    "entered_at TIMESTAMPTZ NOT NULL -- journey time of the entry (the entry event's time)",
+    "step_entered_at TIMESTAMPTZ NOT NULL -- journey time the person reached the step",
+    "wake_at TIMESTAMPTZ -- a waiting step's deadline (delay end, wait_for timeout)",
+    "status VARCHAR NOT NULL -- active | waiting | done | exited | held_out",
+    "reason VARCHAR -- how it ended: exit, end, goal", "updated_at TIMESTAMPTZ",
+)
+JOURNEY_TRANSITIONS = table(
+    "journey_transitions", "Every move of a person through a journey, in journey time: the path of each person.",
+    "journey_id VARCHAR NOT NULL", "version INTEGER NOT NULL", "person_id VARCHAR NOT NULL",
+    "entry INTEGER NOT NULL", "from_step VARCHAR -- NULL on entry", "to_step VARCHAR NOT NULL",
+    "outcome VARCHAR NOT NULL -- entered | held_out | event | timeout | delay | branch | message | exit | end | goal",
+    "at TIMESTAMPTZ NOT NULL -- journey time of the move", "recorded_at TIMESTAMPTZ NOT NULL",
+)
 COUPONS = table(
     "coupons", "Personal coupon codes: one per person and campaign, unguessable (HMAC of the workspace "
     "salt), with the validity window redemptions are matched in.",
