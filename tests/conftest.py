@@ -94,7 +94,8 @@ DEMO_CACHE_ENV = "JINGZHUN_TEST_DEMO_CACHE"
 _DEMO_CODE = ("demo", "collect", "identity", "profiles", "segments", "schema", "engine", "core", "pipeline.py",
               # the pipeline's recommend stage (the rest of activation does not change the demo)
               "activation/recommend.py", "activation/recommend_sql.py", "activation/recommend_lists.py",
-              "activation/recommend_settings.py")
+              "activation/recommend_settings.py",
+              "measure", "cli/demo_load.py")  # the pipeline's last stage; which demo files are loaded
 
 
 def _demo_cache(kind: str) -> Path | None:
@@ -210,7 +211,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 COLLECTED = ("sources", "events", "orders", "order_items", "products", "stores", "inventory_movements",
              "stock_counts", "survey_responses", "benchmarks", "source_records", "ad_spend", "quarantine",
-             "imports")
+             "imports", "message_history")
 
 
 @pytest.fixture(scope="session")

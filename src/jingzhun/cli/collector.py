@@ -44,6 +44,7 @@ AFTER_LOAD_HOOKS: tuple[str, ...] = (
     "jingzhun.identity.realtime:attribute_new_events",    # new events → their known persons
     "jingzhun.segments.realtime:update_live_audiences",   # → real-time audience entries and exits
     "jingzhun.activation.tracking:record_message_events",  # tracked clicks and opens → message_events
+    "jingzhun.measure.kpis:update_kpis",  # clicks, opens and orders → the campaign KPIs they change
     "jingzhun.activation.triggers:on_events_loaded",  # → triggered campaigns (sent by a thread of the loader)
 )
 

@@ -74,7 +74,10 @@ def measure_kpis(
         report = read_kpis(storage, [b.strip() for b in by.split(",") if b.strip()], campaign,
                            dt.date.fromisoformat(since) if since else None,
                            dt.date.fromisoformat(until) if until else None)
-    _show(_rounded(report.frame), output, language_of(opened), max_rows)
+    frame = report.frame
+    if output == "table":  # what fits a terminal; csv and json keep every column
+        frame = frame[[c for c in frame.columns if c not in ("failed", "opened", "unsubscribed", "orders")]]
+    _show(_rounded(frame), output, language_of(opened), max_rows)
     _sql({"kpis": report.sql}, show_sql)
 
 
@@ -163,8 +166,13 @@ def measure_budget(
         settings = settings.model_copy(update={"bootstrap": bootstrap})
     with open_engine(opened, engine, read_only=True) as storage:
         plan = plan_budget(opened, storage, total, settings)
-    _show(_rounded(plan.curves, 3), output, language)
-    _show(_rounded(plan.allocation, 2), output, language)
+    curves, allocation = plan.curves, plan.allocation
+    if output == "table":
+        curves = curves[["channel", "decay", "half_saturation", "max_effect", "r2_log"]]
+        allocation = allocation[["channel", "current", "recommended", "change_share", "marginal_roi_current",
+                                 "marginal_roi_recommended"]]
+    _show(_rounded(curves, 3), output, language)
+    _show(_rounded(allocation, 2), output, language)
     if output == "table":
         zh = (f"每日总预算 {plan.total:,.0f}：预计每日多带来 {plan.gain_per_day:,.0f}（90% 区间 {plan.gain_low:,.0f} 至 "
               f"{plan.gain_high:,.0f}；{plan.gain_positive:.0%} 的自助抽样中为正）")
