@@ -46,6 +46,7 @@ from tests.conftest import copy_workspace
 
 JINGZHUN = str(Path(sys.executable).with_name("jingzhun"))
 TEN_AM = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
+HOOK = "jingzhun.activation.tracking:record_message_events"
 TOP_MEMBERS = {"segment_id": "top_members", "name_zh": "金卡与钻石会员", "name_en": "Gold and diamond members",
                "rule": {"trait": "member_level", "op": "in", "value": ["金卡", "钻石"]}}
 
@@ -65,7 +66,7 @@ class Collector:
     def __init__(self, workspace: Workspace, port: int) -> None:
         import uvicorn
 
-        app = create_app(workspace, after_load=["jingzhun.activation.tracking:record_message_events"])
+        app = create_app(workspace, after_load=[HOOK])
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.url = f"http://127.0.0.1:{port}"
@@ -123,9 +124,10 @@ def test_campaign_with_holdout_tracked_back_through_the_collector(demo: Workspac
     html = [mail.get_body(("html",)).get_content() for mail in mails.values()]
     links = [re.search(r"(http://127\.0\.0\.1:\d+/t/c/[A-Za-z0-9_-]+)", page).group(1) for page in html[:4]]
     pixels = [re.search(r'src="(http://127\.0\.0\.1:\d+/t/o/[^"]+)"', page).group(1) for page in html[:6]]
-    sms_links = [re.search(r"(http://127\.0\.0\.1:\d+/t/c/[A-Za-z0-9_-]+)", m["body"]).group(1)
+    sms_links = [re.search(r"(http://127\.0\.0\.1:\d+/s/[0-9A-Za-z]{10})", m["body"]).group(1)  # short links
                  for m in list(gateway.delivered.values())[:3]]
     with Collector(demo, port) as collector:
+        clicked_at = datetime.now(UTC)
         for link in links + sms_links:
             answer = httpx.get(link, follow_redirects=False, timeout=10)
             assert answer.status_code == 302
@@ -141,6 +143,9 @@ def test_campaign_with_holdout_tracked_back_through_the_collector(demo: Workspac
         assert httpx.post(unsubscribe, content=b"List-Unsubscribe=One-Click", timeout=10).status_code == 200
         expected = len(links) + len(sms_links) + len(pixels) + 1
         wait_for(lambda: collector.health()["loaded_events"] >= expected, timeout=120)
+        # and through the after-load hook, whose import in the loader can take seconds on a busy machine
+        wait_for(lambda: (collector.health()["after_load"].get(HOOK, {}).get("through") or "") > clicked_at.isoformat(),
+                 timeout=120)
     with open_engine(demo) as engine:
         events = engine.query("SELECT event, properties->>'$.delivery_id' AS delivery_id FROM events "
                               "WHERE source_id = 'jingzhun-tracking'").to_pandas()
@@ -149,7 +154,7 @@ def test_campaign_with_holdout_tracked_back_through_the_collector(demo: Workspac
         results = campaign_results(engine, "vip_news")
         withdrawn = engine.query("SELECT person_id, channel FROM consents WHERE status = 'withdrawn' "
                                  "AND source_id = 'jingzhun-tracking'").to_pylist()
-    clicked = {re.search(r"/t/c/([A-Za-z0-9_-]+)", link).group(1) for link in links + sms_links}
+    clicked = set(links + sms_links)
     assert Counter(events.event) == {"Link Clicked": len(clicked), "Email Opened": len(pixels), "Unsubscribed": 1}
     person = sent[sent.delivery_id == leaving["X-Jingzhun-Delivery"]].person_id.item()
     assert withdrawn == [{"person_id": person, "channel": "email"}]  # the next campaign leaves them out

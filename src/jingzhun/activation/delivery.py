@@ -3,6 +3,7 @@
 `definitions/delivery.yaml` says which adapter serves each channel (docs/campaigns.md)::
 
     tracking: {base_url: https://t.brand.cn}     # the collector's public address
+    # tracking: {base_url: https://t.brand.cn, short_url: https://s.brand.cn, short_links: all}
     channels:
       email: {adapter: smtp, host: smtp.brand.cn, port: 587, security: starttls,
               username: marketing, password_env: JINGZHUN_SMTP_PASSWORD, from_address: hi@brand.cn}
@@ -125,7 +126,11 @@ AdapterSettings = Annotated[SmtpSettings | WebhookSettings | FileSettings, Field
 
 
 class TrackingSettings(_Strict):
+    """Where tracked links point: the collector's public address, and the short links' base."""
+
     base_url: str = Field(pattern=r"^https?://")
+    short_url: str | None = Field(None, pattern=r"^https?://")  # the brand's short domain; default base_url
+    short_links: Literal["sms", "all"] = "sms"  # which channels' links become `{short_url}/s/{code}`
 
 
 class DeliveryConfig(_Strict):

@@ -6,7 +6,8 @@ harmless: a batch is marked `sending` before any adapter call and marked `sent` 
 loop checks that the campaign is not paused and that the channel is not inside quiet hours
 (a long send that runs into 21:00 stops there: what is left is deferred or dropped as the
 campaign says). The content of a batch is rendered just before it is sent
-(activation.content), with each link rewritten to a tracked one and, for e-mail, an open pixel.
+(activation.content), with each link rewritten to a tracked one and, for e-mail, an open pixel;
+the batch's short links are written to the link map before any of it is sent.
 """
 
 from __future__ import annotations
@@ -185,10 +186,12 @@ def compose(context: SendContext, channel: str, rows: list[dict[str, Any]]) -> d
         issue_coupons(context.engine, definition.campaign_id, persons, definition.coupon, workspace=workspace,
                       issued_at=now)
     tracker = context.tracker
-    links = (lambda person, url: tracker.link(delivery_of[person], url)) if tracker else None
+    links = (lambda person, url: tracker.link(delivery_of[person], url, channel)) if tracker else None
     rendered = render_messages(context.engine, workspace, template, persons, channel=channel,
                                language=definition.language, campaign_id=definition.campaign_id, links=links,
                                now=now)
+    if tracker:
+        tracker.commit()  # the batch's short links are on disk before any of it is sent
     address_of = {row["person_id"]: row["address"] for row in rows}
     marketing, email = definition.purpose == "marketing", channel == "email"
     messages = {}

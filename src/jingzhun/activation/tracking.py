@@ -3,7 +3,9 @@
 Out: `LinkTracker` rewrites each link of a message to the collector's `/t/c/{token}`, gives
 e-mails an open pixel `/t/o/{token}.gif` and an unsubscribe link `/t/u/{token}` (in the
 List-Unsubscribe header); the token is the delivery id (plus campaign and target) signed
-with the workspace's tracking secret (collect.collector.tracking).
+with the workspace's tracking secret (collect.collector.tracking). Links in SMS (or on
+every channel, `short_links: all`) become short links `/s/{code}` instead, whose codes
+the tracker writes to the link map at `commit`, before the batch is sent (short_links.py).
 
 Back: the collector logs each click or open as a `Link Clicked` / `Email Opened` event of
 its own source (`jingzhun-tracking`), and `record_message_events`, the after-load hook the
@@ -23,7 +25,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlglot import exp
 
+from jingzhun.activation.channels import CHANNELS
 from jingzhun.activation.delivery import DeliveryConfig
+from jingzhun.activation.short_links import ShortLinks
 from jingzhun.collect.collector.tracking import (
     EMAIL_OPENED,
     LINK_CLICKED,
@@ -48,12 +52,22 @@ class LinkTracker:
     base_url: str
     secret: bytes
     campaign_id: str
+    short: ShortLinks | None = None  # short links, for the channels in `short_channels`
+    short_channels: tuple[str, ...] = ("sms",)
 
-    def link(self, delivery_id: str, url: str) -> str:
-        """`url` behind a signed redirect (mailto:, tel: and the like stay as they are)."""
+    def link(self, delivery_id: str, url: str, channel: str | None = None) -> str:
+        """`url` behind a signed redirect, or a short link on a channel that takes them (mailto:,
+        tel: and the like stay as they are). Call `commit` before sending what carries them."""
         if not safe_target(url):
             return url
+        if self.short is not None and channel in self.short_channels:
+            return self.short.link(delivery_id, url)
         return f"{self.base_url.rstrip('/')}/t/c/{sign_token(self.secret, delivery_id, self.campaign_id, url)}"
+
+    def commit(self) -> None:
+        """Make every short link handed out so far resolvable (written and fsync'd to the link map)."""
+        if self.short is not None:
+            self.short.commit()
 
     def pixel(self, delivery_id: str) -> str:
         return f"{self.base_url.rstrip('/')}/t/o/{sign_token(self.secret, delivery_id, self.campaign_id)}.gif"
@@ -67,7 +81,10 @@ def link_tracker(workspace: Workspace, config: DeliveryConfig, campaign_id: str)
     """The campaign's tracker, or None when delivery.yaml names no tracking base URL."""
     if config.tracking is None:
         return None
-    return LinkTracker(config.tracking.base_url, tracking_secret(workspace), campaign_id)
+    tracking, secret = config.tracking, tracking_secret(workspace)
+    short = ShortLinks(workspace, tracking.short_url or tracking.base_url, campaign_id, secret)
+    channels = tuple(CHANNELS) if tracking.short_links == "all" else ("sms",)
+    return LinkTracker(tracking.base_url, secret, campaign_id, short, channels)
 
 
 MESSAGE_EVENTS_SQL = """

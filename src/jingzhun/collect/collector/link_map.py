@@ -246,7 +246,7 @@ def file_name(campaign_id: str) -> str:
 def _locked(folder: Path) -> Iterator[None]:
     """An exclusive lock on the map (between processes, and between threads: each opens its own)."""
     if not folder.is_dir():
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # targets may carry personal coupon codes
         _fsync_folder(folder.parent)
     with (folder / LOCK_FILE).open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
