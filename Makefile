@@ -9,7 +9,7 @@ DEMO_DIR ?= demo-workspace
 DEMO_PERSONS ?= 20000
 DEMO_SEED ?= 42
 
-.PHONY: demo test test-spark-full test-fast lint bench venv java node chromium clean
+.PHONY: demo test test-spark-full test-fast lint bench venv java node chromium clean console-vendor
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,22 @@ demo: $(VENV)/.installed-base
 	@echo
 	@echo "Demo workspace ready: $(DEMO_DIR)/  (source files in $(DEMO_DIR)/data, database $(DEMO_DIR)/warehouse.duckdb)"
 	@echo "Try: $(BIN)/jingzhun sql \"SELECT table_name FROM information_schema.tables\" --workspace $(DEMO_DIR)"
+
+# The console's front-end libraries come from npm (web/package.json, locked) and are committed
+# under static/vendor, so the console works offline and `pip install` ships them; rerun this
+# after changing a version in web/package.json (then commit the vendored files).
+CONSOLE_VENDOR := src/jingzhun/web/console/static/vendor
+console-vendor:
+	npm ci --prefix web --ignore-scripts --no-audit --no-fund
+	mkdir -p $(CONSOLE_VENDOR)/echarts $(CONSOLE_VENDOR)/swagger-ui
+	cp web/node_modules/echarts/dist/echarts.min.js web/node_modules/echarts/LICENSE \
+		web/node_modules/echarts/NOTICE $(CONSOLE_VENDOR)/echarts/
+	cp web/node_modules/swagger-ui-dist/swagger-ui-bundle.js web/node_modules/swagger-ui-dist/swagger-ui.css \
+		web/node_modules/swagger-ui-dist/LICENSE web/node_modules/swagger-ui-dist/NOTICE $(CONSOLE_VENDOR)/swagger-ui/
+	echo "echarts $$(node -p "require('./web/node_modules/echarts/package.json').version") (npm), Apache-2.0: echarts.min.js, LICENSE, NOTICE" \
+		> $(CONSOLE_VENDOR)/echarts/VERSION
+	echo "swagger-ui-dist $$(node -p "require('./web/node_modules/swagger-ui-dist/package.json').version") (npm), Apache-2.0: swagger-ui-bundle.js, swagger-ui.css, LICENSE, NOTICE" \
+		> $(CONSOLE_VENDOR)/swagger-ui/VERSION
 
 # The collector tests drive the official @segment/analytics-node SDK as a real client.
 NODE_CLIENT := tests/collect/collector/node

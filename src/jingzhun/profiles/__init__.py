@@ -7,13 +7,14 @@ predictive scores (`score_persons`), and one person's whole portrait (`person_po
 """
 
 from jingzhun.profiles.portrait import PersonNotFound, Portrait, find_person, person_portrait
-from jingzhun.profiles.rules import parse_rule
+from jingzhun.profiles.rules import OPS_BY_KIND, parse_rule
 from jingzhun.profiles.rules_compiler import RuleCompiler, build_rule_sql
 from jingzhun.profiles.scores import ScoresResult, run_scores, score_persons
 from jingzhun.profiles.tags import (
     TagRunResult,
     apply_tags,
     list_tags,
+    live_catalog,
     run_tags,
     tag_counts,
     tag_trend,
@@ -28,6 +29,7 @@ from jingzhun.profiles.traits import (
 from jingzhun.profiles.traits_sql import TraitsError
 
 __all__ = [
+    "OPS_BY_KIND",
     "PERSON_TRAITS",
     "RFM_CLASSES",
     "RuleCompiler",
@@ -42,6 +44,7 @@ __all__ = [
     "compute_traits",
     "find_person",
     "list_tags",
+    "live_catalog",
     "parse_rule",
     "person_portrait",
     "run_scores",
