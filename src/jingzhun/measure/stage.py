@@ -21,7 +21,7 @@ from jingzhun.measure.alerts import evaluate_alerts
 from jingzhun.measure.attribution import compute_attribution, write_attribution
 from jingzhun.measure.kpis import kpi_rows_sql
 from jingzhun.measure.loop import channel_responses_sql, send_time_sql
-from jingzhun.measure.settings import load_measure_settings
+from jingzhun.measure.settings import MeasureSettings, load_measure_settings
 from jingzhun.measure.sources import history_deliveries_sql
 from jingzhun.schema.tables import (
     ALERT_HISTORY,
@@ -56,22 +56,12 @@ class MeasureResult:
 
 def run_measure(workspace: Workspace, engine: Engine, progress: Progress | None = None) -> MeasureResult:
     """The measure stage (see the module docstring)."""
-    from jingzhun.profiles.tags import data_as_of
-
     settings = load_measure_settings(workspace)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     result = MeasureResult()
     step = _stepper(progress)
     with engine.transaction():  # readers never see half a rebuild
-        step("history")
-        history = history_deliveries_sql(workspace)
-        result.tables[HISTORY_DELIVERIES.name] = replace_rows(engine, HISTORY_DELIVERIES, history.sql("duckdb"))
-        step("kpis")
-        kpis = kpi_rows_sql(settings.conversion_window, workspace.config.timezone, now)
-        result.tables[CAMPAIGN_KPIS.name] = replace_rows(engine, CAMPAIGN_KPIS, kpis.sql("duckdb"))
-        campaigns = engine.query("SELECT COUNT(DISTINCT campaign_id) AS n FROM campaign_kpis").column("n")[0].as_py()
-        result.notes.append(("note.measure_kpis", {"rows": result.tables[CAMPAIGN_KPIS.name], "campaigns": campaigns,
-                                                   "history": result.tables[HISTORY_DELIVERIES.name]}))
+        _rebuild_kpis(workspace, engine, settings, now, result, step)
         step("attribution")
         attribution = compute_attribution(workspace, engine, settings.attribution)
         result.tables[ATTRIBUTION_CREDITS.name] = write_attribution(engine, attribution, now)
@@ -79,21 +69,44 @@ def run_measure(workspace: Workspace, engine: Engine, progress: Progress | None 
                                      & (attribution.credits.touch_channel != "(direct)")]
         result.notes.append(("note.measure_attribution", {"conversions": round(float(linear.conversions.sum())),
                                                           "channels": int(attribution.removal.shape[0])}))
-        step("loop")
-        responses = channel_responses_sql(settings, data_as_of(engine), now)
-        result.tables[CHANNEL_RESPONSES.name] = replace_rows(engine, CHANNEL_RESPONSES, responses.sql("duckdb"))
-        hours = send_time_sql(settings, workspace.config.timezone, now)
-        result.tables[SEND_TIME_PREFERENCES.name] = replace_rows(engine, SEND_TIME_PREFERENCES, hours.sql("duckdb"))
-        result.notes.append(("note.measure_loop", {"responses": result.tables[CHANNEL_RESPONSES.name],
-                                                   "hours": result.tables[SEND_TIME_PREFERENCES.name]}))
+        result.sql.update(attribution.sql)
+        _loop_back(workspace, engine, settings, now, result, step)
     step("alerts")
     alerts = evaluate_alerts(workspace, engine, now=now)
     result.tables[ALERT_HISTORY.name] = engine.row_count(ALERT_HISTORY.name)
     result.notes.append(("note.measure_alerts", {"rules": len(alerts.judgements), "fired": len(alerts.fired)}))
-    result.sql = {"history_deliveries": engine.render(history), "campaign_kpis": engine.render(kpis),
-                  **attribution.sql, "channel_responses": engine.render(responses),
-                  "send_time_preferences": engine.render(hours), **alerts.sql}
+    result.sql.update(alerts.sql)
     return result
+
+
+def _rebuild_kpis(workspace: Workspace, engine: Engine, settings: MeasureSettings, now: dt.datetime,
+                  result: MeasureResult, step: Callable[[str], None]) -> None:
+    """The imported history resolved to persons, then every KPI cell from every send."""
+    step("history")
+    history = history_deliveries_sql(workspace)
+    result.tables[HISTORY_DELIVERIES.name] = replace_rows(engine, HISTORY_DELIVERIES, history.sql("duckdb"))
+    step("kpis")
+    kpis = kpi_rows_sql(settings.conversion_window, workspace.config.timezone, now)
+    result.tables[CAMPAIGN_KPIS.name] = replace_rows(engine, CAMPAIGN_KPIS, kpis.sql("duckdb"))
+    campaigns = engine.query("SELECT COUNT(DISTINCT campaign_id) AS n FROM campaign_kpis").column("n")[0].as_py()
+    result.notes.append(("note.measure_kpis", {"rows": result.tables[CAMPAIGN_KPIS.name], "campaigns": campaigns,
+                                               "history": result.tables[HISTORY_DELIVERIES.name]}))
+    result.sql.update({"history_deliveries": engine.render(history), "campaign_kpis": engine.render(kpis)})
+
+
+def _loop_back(workspace: Workspace, engine: Engine, settings: MeasureSettings, now: dt.datetime,
+               result: MeasureResult, step: Callable[[str], None]) -> None:
+    """The tables the next run reads: responses per person and channel, best send hours."""
+    from jingzhun.profiles.tags import data_as_of
+
+    step("loop")
+    responses = channel_responses_sql(settings, data_as_of(engine), now)
+    result.tables[CHANNEL_RESPONSES.name] = replace_rows(engine, CHANNEL_RESPONSES, responses.sql("duckdb"))
+    hours = send_time_sql(settings, workspace.config.timezone, now)
+    result.tables[SEND_TIME_PREFERENCES.name] = replace_rows(engine, SEND_TIME_PREFERENCES, hours.sql("duckdb"))
+    result.notes.append(("note.measure_loop", {"responses": result.tables[CHANNEL_RESPONSES.name],
+                                               "hours": result.tables[SEND_TIME_PREFERENCES.name]}))
+    result.sql.update({"channel_responses": engine.render(responses), "send_time_preferences": engine.render(hours)})
 
 
 def _stepper(progress: Progress | None) -> Callable[[str], None]:
