@@ -19,6 +19,8 @@ import email.policy
 import hashlib
 import hmac
 import json
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -321,6 +323,22 @@ def _assert_caps(went: pd.DataFrame, policy: SendPolicy, history: tuple[str, ...
             for end in sorted(sends[~sends.campaign_id.isin(history)]["at"]):
                 inside = [t for t in times if end - timedelta(days=cap.days) < t <= end]
                 assert len(inside) <= cap.max_messages, f"{person} over the cap {cap}: {inside}"
+
+
+def kill_when_held(command: list[str], *receivers) -> None:  # noqa: ANN001 — WebhookReceiver or _Collect
+    """Run a `jingzhun` command and SIGKILL it once every receiver holds a message in flight
+    (each receiver's `hold_at`); the receivers then let that message finish, its sender gone."""
+    process = subprocess.Popen(command, env={**os.environ, "JINGZHUN_LANG": "en"}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: all(r.holding.is_set() for r in receivers) or process.poll() is not None,
+                 timeout=240, step=0.02)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(30)
+    assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()
+    for receiver in receivers:
+        receiver.release.set()
 
 
 def wait_for(condition, timeout: float = 60.0, step: float = 0.1) -> None:

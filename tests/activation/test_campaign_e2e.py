@@ -5,10 +5,7 @@ re-checked from raw rows, also for two campaigns at once killed mid-send and res
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
 import sys
 import threading
 from collections import Counter
@@ -38,6 +35,7 @@ from tests.activation.campaign_fixtures import (
     assert_policy_respected,
     campaign,
     free_port,
+    kill_when_held,
     seed_policy_rows,
     wait_for,
     write_definitions,
@@ -205,18 +203,9 @@ def test_two_campaigns_at_once_killed_mid_send_and_resumed(demo: Workspace, tmp_
             seed_policy_rows(engine)
             for name, channels in (("flash_sms", ["sms"]), ("news_mail", ["email", "sms"])):
                 save_campaign(engine, parse_campaign(campaign(name, channels, holdout=0.1)))
-        process = subprocess.Popen([JINGZHUN, "campaign", "run", "flash_sms", "news_mail", "--workspace",
-                                    str(demo.root)], env={**os.environ, "JINGZHUN_LANG": "en"},
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            wait_for(lambda: gateway.holding.is_set() and smtp.handler.holding.is_set() or process.poll() is not None,
-                     timeout=240, step=0.02)
-        finally:
-            process.send_signal(signal.SIGKILL)
-            process.wait(30)
-        assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()
-        for receiver in (gateway, smtp.handler):  # each finishes the message whose sender died: was it sent?
-            receiver.release.set()
+        # each receiver then finishes the message whose sender died: was it sent?
+        kill_when_held([JINGZHUN, "campaign", "run", "flash_sms", "news_mail", "--workspace", str(demo.root)],
+                       gateway, smtp.handler)
         with open_engine(demo) as engine:
             interrupted = engine.query("SELECT campaign_id, channel, status, COUNT(*) AS n FROM deliveries "
                                        "WHERE status IN ('queued', 'sending') GROUP BY ALL").to_pylist()

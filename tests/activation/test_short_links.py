@@ -6,10 +6,7 @@ link it sent resolvable, and a click through a real collector on 127.0.0.1 is re
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import signal
-import subprocess
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -39,6 +36,7 @@ from jingzhun.schema import migrate
 from tests.activation.campaign_fixtures import (
     WebhookReceiver,
     campaign,
+    kill_when_held,
     seed_policy_rows,
     wait_for,
     write_definitions,
@@ -121,16 +119,7 @@ def test_a_campaign_killed_mid_send_leaves_every_sent_link_clickable(portrayed_d
             migrate(engine)
             seed_policy_rows(engine)
             save_campaign(engine, parse_campaign(campaign("flash_sms", ["sms"], holdout=0.1)))
-        process = subprocess.Popen([JINGZHUN, "campaign", "run", "flash_sms", "--workspace", str(demo.root)],
-                                   env={**os.environ, "JINGZHUN_LANG": "en"}, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE)
-        try:
-            wait_for(lambda: gateway.holding.is_set() or process.poll() is not None, timeout=240, step=0.02)
-        finally:
-            process.send_signal(signal.SIGKILL)
-            process.wait(30)
-        assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()
-        gateway.release.set()  # the message in flight reaches the phone after its sender died
+        kill_when_held([JINGZHUN, "campaign", "run", "flash_sms", "--workspace", str(demo.root)], gateway)
         wait_for(lambda: len(gateway.posts) == 8, timeout=30)
         before_resume = {post["key"]: post["body"] for post in gateway.posts}
         index = LinkMap(map_folder(demo))  # a fresh reader, as a restarted collector would be
