@@ -75,6 +75,11 @@ def test_the_map_finds_what_was_appended_by_anyone(workspace: Workspace) -> None
     writer.append("spring", [control])  # a control character never breaks a line
     reader.refresh()
     assert reader.find(control.code).url == "https://shop.example.com/a%09b%0Ac"
+    (map_folder(workspace) / file_name("autumn")).unlink()  # a retired campaign: its links end
+    assert reader.find(second[0].code) is None and reader.find(first[0].code) == first[0]
+    writer.append("autumn", second[:3])  # the campaign's file begun again: indexed from its start
+    assert reader.refresh() == 3 and reader.find(second[2].code) == second[2]
+    assert reader.find(second[3].code) is None
 
 
 def test_a_line_cut_short_by_a_crash_is_skipped_then_cut_off(workspace: Workspace) -> None:

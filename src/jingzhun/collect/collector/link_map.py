@@ -29,7 +29,7 @@ import os
 import re
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -101,7 +101,17 @@ def map_folder(workspace: Workspace) -> Path:
 class _MapFile:
     path: Path
     number: int
+    inode: int
     indexed: int = 0  # bytes of whole lines in the index
+    head: bytes = b""  # the first line's code: a file retired and begun again starts with another
+
+    def replaced(self, stat: os.stat_result) -> bool:
+        """Whether the file under this name is no longer the one indexed (checked when it changed)."""
+        if stat.st_size == self.indexed:
+            return False
+        if stat.st_ino != self.inode or stat.st_size < self.indexed:
+            return True
+        return bool(self.head) and _read_head(self.path) != self.head
 
 
 class LinkMap:
@@ -143,8 +153,11 @@ class LinkMap:
         """Index the whole lines appended since the last refresh; return how many."""
         with self._lock:
             added = 0
-            for path in self._map_files():
-                added += self._index_tail(self._files.get(path.name) or self._add_file(path))
+            for path, stat in self._map_files():
+                known = self._files.get(path.name)
+                if known is None or known.replaced(stat):  # new, or retired and begun again
+                    known = self._add_file(path, stat.st_ino)
+                added += self._index_tail(known, stat.st_size)
             if len(self._runs) > _MAX_RUNS:
                 self._runs = [_merge(self._runs)]
             return added
@@ -170,31 +183,37 @@ class LinkMap:
                 self.refresh()
             return len(fresh)
 
-    def _map_files(self) -> list[Path]:
+    def _map_files(self) -> list[tuple[Path, os.stat_result]]:
+        found = []
         try:
-            return sorted(entry for entry in self.folder.iterdir() if entry.suffix == SUFFIX)
+            for entry in os.scandir(self.folder):
+                if entry.name.endswith(SUFFIX):
+                    with suppress(FileNotFoundError):
+                        found.append((Path(entry.path), entry.stat()))
         except FileNotFoundError:
-            return []
+            pass
+        return sorted(found, key=lambda item: item[0].name)
 
-    def _add_file(self, path: Path) -> _MapFile:
-        added = _MapFile(path, len(self._numbered))
+    def _add_file(self, path: Path, inode: int) -> _MapFile:
+        added = _MapFile(path, len(self._numbered), inode)
         self._files[path.name] = added
         self._numbered.append(added)
         return added
 
-    def _index_tail(self, mapped: _MapFile) -> int:
-        try:
-            size = mapped.path.stat().st_size
-        except FileNotFoundError:
-            return 0
+    def _index_tail(self, mapped: _MapFile, size: int) -> int:
         if size <= mapped.indexed:
             return 0
-        with mapped.path.open("rb") as handle:
-            handle.seek(mapped.indexed)
-            chunk = handle.read(size - mapped.indexed)
+        try:
+            with mapped.path.open("rb") as handle:
+                handle.seek(mapped.indexed)
+                chunk = handle.read(size - mapped.indexed)
+        except FileNotFoundError:
+            return 0
         chunk = chunk[:chunk.rfind(b"\n") + 1]  # a partial last line is still being written, or never was
         if not chunk:
             return 0
+        if not mapped.indexed:
+            mapped.head = chunk[:CODE_LENGTH]
         codes, offsets = parse_codes(chunk)
         locations = (np.uint64(mapped.number) << np.uint64(_FILE_BITS)) + np.uint64(mapped.indexed) + offsets
         mapped.indexed += len(chunk)
@@ -205,12 +224,23 @@ class LinkMap:
 
     def _read(self, location: int, code: str) -> ShortLink | None:
         mapped = self._numbered[location >> _FILE_BITS]
-        with mapped.path.open("rb") as handle:
-            handle.seek(location & ((1 << _FILE_BITS) - 1))
-            fields = handle.readline().rstrip(b"\n").decode("utf-8", "replace").split("\t")
+        try:
+            with mapped.path.open("rb") as handle:
+                handle.seek(location & ((1 << _FILE_BITS) - 1))
+                fields = handle.readline().rstrip(b"\n").decode("utf-8", "replace").split("\t")
+        except OSError:  # the campaign's file was retired while the index still knew it
+            return None
         if len(fields) != 4 or fields[0] != code:
             return None
         return ShortLink(*fields)
+
+
+def _read_head(path: Path) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(CODE_LENGTH)
+    except FileNotFoundError:
+        return b""
 
 
 def parse_codes(chunk: bytes) -> tuple[np.ndarray, np.ndarray]:
