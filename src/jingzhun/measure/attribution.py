@@ -35,7 +35,7 @@ import pandas as pd
 from sqlglot import exp
 
 from jingzhun.core.workspace import Workspace
-from jingzhun.engine import Engine, parse_sql
+from jingzhun.engine import Engine, parse_sql, to_local_time
 from jingzhun.identity.tables import replace_rows
 from jingzhun.measure.settings import AttributionSettings, load_measure_settings
 from jingzhun.measure.sources import CONVERSION_ORDERS, SENDS
@@ -220,10 +220,11 @@ class AttributionResult:
     sql: dict[str, str]
 
 
-def compute_attribution(workspace: Workspace | None, engine: Engine, settings: AttributionSettings | None = None,
-                        computed_at: dt.datetime | None = None) -> AttributionResult:
-    """Every model's credit; written to `attribution_credits` with `write=True` by the stage."""
+def compute_attribution(workspace: Workspace | None, engine: Engine,
+                        settings: AttributionSettings | None = None) -> AttributionResult:
+    """Every model's credit per touch channel and campaign (the stage writes it with `write_attribution`)."""
     settings = settings or load_measure_settings(workspace).attribution
+    timezone = workspace.config.timezone if workspace else "Asia/Shanghai"
     rules, chain = rule_credits_sql(settings), transitions_sql(settings)
     credits = engine.query(rules).to_pandas()
     transitions = engine.query(chain).to_pandas()
@@ -238,8 +239,17 @@ def compute_attribution(workspace: Workspace | None, engine: Engine, settings: A
         "campaign_id": None, "conversions": removal["share"] * total_conversions,
         "value": removal["share"] * total_value})
     frame = pd.concat([credits, markov], ignore_index=True)
+    period = period_sql(timezone)
+    frame["period_start"], frame["period_end"] = engine.query(period).to_pylist()[0].values()
     return AttributionResult(frame, removal, transitions, {"rules": engine.render(rules),
-                                                           "transitions": engine.render(chain)})
+                                                           "transitions": engine.render(chain),
+                                                           "period": engine.render(period)})
+
+
+def period_sql(timezone: str) -> exp.Expression:
+    """The local days of the first and the last order the credit was shared out for."""
+    day = exp.cast(to_local_time(exp.column("placed_at"), timezone), exp.DataType.build("DATE")).sql("duckdb")
+    return parse_sql(f"SELECT MIN({day}) AS period_start, MAX({day}) AS period_end FROM ({CONVERSION_ORDERS}) AS o")
 
 
 def write_attribution(engine: Engine, result: AttributionResult, computed_at: dt.datetime) -> int:
@@ -247,7 +257,7 @@ def write_attribution(engine: Engine, result: AttributionResult, computed_at: dt
     import pyarrow as pa
 
     frame = result.credits.copy()
-    frame["period_start"], frame["period_end"], frame["computed_at"] = None, None, computed_at
+    frame["computed_at"] = computed_at
     table = pa.Table.from_pandas(frame[ATTRIBUTION_CREDITS.column_names], preserve_index=False)
     engine.write_table("measure_attribution_rows", table, mode="replace")
     try:
