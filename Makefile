@@ -8,6 +8,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= demo-workspace
 DEMO_PERSONS ?= 20000
 DEMO_SEED ?= 42
+DEMO_PORT ?= 8000
 
 .PHONY: demo test test-spark-full test-fast lint bench venv java node chromium clean console-vendor
 
@@ -48,9 +49,14 @@ demo: $(VENV)/.installed-base
 	$(BIN)/jingzhun demo generate $(DEMO_DIR) --persons $(DEMO_PERSONS) --seed $(DEMO_SEED)
 	$(BIN)/jingzhun demo load $(DEMO_DIR)
 	$(BIN)/jingzhun pipeline --workspace $(DEMO_DIR)
+	@$(BIN)/jingzhun user add admin --role admin --display-name "Demo admin" --generate-password --update \
+		--workspace $(DEMO_DIR) > $(DEMO_DIR)/.jingzhun/demo-admin.txt
 	@echo
 	@echo "Demo workspace ready: $(DEMO_DIR)/  (source files in $(DEMO_DIR)/data, database $(DEMO_DIR)/warehouse.duckdb)"
-	@echo "Try: $(BIN)/jingzhun sql \"SELECT table_name FROM information_schema.tables\" --workspace $(DEMO_DIR)"
+	@echo "Console: http://127.0.0.1:$(DEMO_PORT)/   (API docs: http://127.0.0.1:$(DEMO_PORT)/docs; Ctrl-C stops the server)"
+	@echo "Demo admin login (also in $(DEMO_DIR)/.jingzhun/demo-admin.txt):"
+	@sed 's/^/  /' $(DEMO_DIR)/.jingzhun/demo-admin.txt
+	$(BIN)/jingzhun serve --workspace $(DEMO_DIR) --port $(DEMO_PORT)
 
 # The console's front-end libraries come from npm (web/package.json, locked) and are committed
 # under static/vendor, so the console works offline and `pip install` ships them; rerun this

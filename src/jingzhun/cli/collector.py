@@ -1,7 +1,7 @@
-"""The collector's commands: `serve` and `source add|list`.
+"""The server's commands: `serve` (collector, REST API and console on one port) and `source add|list`.
 
-DuckDB allows one writer process: while `jingzhun serve` runs it owns the
-workspace's database, so create sources before starting it (or stop it first).
+DuckDB allows one process to open the database: while `jingzhun serve` runs it owns the
+workspace's database, so add sources through its API (`POST /api/v1/sources`), or stop it first.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from jingzhun.cli.common import EngineOption, WorkspaceOption, app, console, language_of
-from jingzhun.collect.collector import KINDS, CollectorError, add_source, create_app, list_sources
+from jingzhun.collect.collector import KINDS, add_source, list_sources
 from jingzhun.core import Workspace, open_workspace, t
 from jingzhun.core.i18n import MESSAGES
 from jingzhun.engine import Engine, open_engine
@@ -26,8 +26,12 @@ COLLECTOR_MESSAGES: dict[str, dict[str, str]] = {
     },
     "source.none": {"zh": "还没有数据源；用 `jingzhun source add NAME --kind web` 创建。",
                     "en": "No sources yet; create one with `jingzhun source add NAME --kind web`."},
-    "serve.listening": {"zh": "采集服务监听 http://{host}:{port}（工作区 {path}）",
-                        "en": "Collector listening on http://{host}:{port} (workspace {path})"},
+    "serve.listening": {"zh": "精准服务已启动 http://{host}:{port}（工作区 {path}）\n"
+                              "  控制台 http://{host}:{port}/ · API 文档 http://{host}:{port}/docs · "
+                              "采集 http://{host}:{port}/v1/batch",
+                        "en": "jingzhun serving on http://{host}:{port} (workspace {path})\n"
+                              "  console http://{host}:{port}/ · API docs http://{host}:{port}/docs · "
+                              "collector http://{host}:{port}/v1/batch"},
     "table.source_id": {"zh": "数据源 ID", "en": "Source id"},
     "table.name": {"zh": "名称", "en": "Name"},
     "table.kind": {"zh": "类型", "en": "Kind"},
@@ -57,20 +61,23 @@ def serve(
     workspace: WorkspaceOption = None,
     engine: EngineOption = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
     realtime: Annotated[bool, typer.Option(
         help="Attribute new events to persons and update real-time audiences as they load.")] = True,
     after_load: Annotated[list[str] | None, typer.Option(
         help="Another hook to run after each loaded batch, as module:function (repeatable).")] = None,
 ) -> None:
-    """Run the Segment-compatible collector (one process owns the database). 启动采集服务。"""
+    """Serve the collector, the REST API and the console on one port (one process owns the database). 启动服务。"""
     import uvicorn
+
+    from jingzhun.web import create_app as create_server
 
     opened = open_workspace(workspace)
     hooks = [*(AFTER_LOAD_HOOKS if realtime else ()), *(after_load or ())]
-    app = create_app(opened, engine_kind=engine, after_load=hooks)
-    console.print(t("serve.listening", language_of(opened), host=host, port=port, path=opened.root))
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    app = create_server(opened, engine_kind=engine, after_load=hooks, server_url=f"http://{shown}:{port}")
+    console.print(t("serve.listening", language_of(opened), host=shown, port=port, path=opened.root), highlight=False)
     # One worker on purpose: DuckDB allows one writer process (see docs/collector.md).
     uvicorn.run(app, host=host, port=port, log_level=log_level, workers=1, timeout_graceful_shutdown=30)
 
@@ -93,16 +100,14 @@ def source_add(
 
 
 def _engine(workspace: Workspace, kind: str | None, read_only: bool = False) -> Engine:
-    """Open the engine, explaining DuckDB's one-writer rule if the server holds it."""
+    """Open the engine, naming the running server (and the API to use) if it holds the database."""
     try:
         return open_engine(workspace, kind, read_only=read_only and kind in (None, "duckdb"))
     except duckdb.IOException as failure:
-        raise CollectorError(
-            f"the database is in use by another process ({str(failure).splitlines()[0]}).",
-            fix="stop `jingzhun serve` (it owns the database while it runs), add the source, start it again",
-            message_zh=f"数据库正被另一个进程使用（{str(failure).splitlines()[0]}）。",
-            fix_zh="先停止 `jingzhun serve`（运行时它独占数据库），添加数据源后再启动",
-        ) from None
+        from jingzhun.cli.web import database_in_use
+
+        raise database_in_use(failure, ["jingzhun", "source", "add", "--workspace", str(workspace.root)]) \
+            or failure from None
 
 
 @source_app.command("list")

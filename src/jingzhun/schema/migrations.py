@@ -112,11 +112,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         AddColumn("orders", Column("receiver_name", "VARCHAR",
                                    description="the receiver as the order names them; masked on marketplaces")),
     )),
+    Migration(14, "the server: console sessions, background jobs, who made each API key and when users log in", (
+        *_creates(t.WEB_SESSIONS, t.JOBS),
+        AddColumn("api_keys", Column("created_by", "VARCHAR", description="the user who created the key")),
+        AddColumn("api_keys", Column("key_prefix", "VARCHAR", description="the key's first characters, to tell keys apart")),
+        AddColumn("users", Column("last_login_at", "TIMESTAMPTZ", description="the last successful log-in")),
+    )),
     Migration(15, "measure: imported message history, campaign KPIs, attribution, responses, send times, alerts",
               _creates(t.MESSAGE_HISTORY, t.HISTORY_DELIVERIES, t.CAMPAIGN_KPIS, t.ATTRIBUTION_CREDITS,
                        t.CHANNEL_RESPONSES, t.SEND_TIME_PREFERENCES, t.ALERT_HISTORY)),
     Migration(16, "journeys: definitions, each person's state and every move",
               _creates(t.JOURNEYS, t.JOURNEY_STATES, t.JOURNEY_TRANSITIONS)),
+    Migration(17, "decisions and leads: the decision log, scored leads, assignments and outcomes",
+              _creates(t.DECISIONS, t.LEADS, t.LEAD_ASSIGNMENTS, t.LEAD_OUTCOMES)),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -425,6 +425,50 @@ RELATED_PRODUCTS = table(
     "reason_zh VARCHAR", "reason_en VARCHAR",
     "model_version VARCHAR NOT NULL", "computed_at TIMESTAMPTZ NOT NULL",
 )
+DECISIONS = table(
+    "decisions", "The decision API's log: one row per decision (who, where, what was offered, how fast), appended "
+    "in batches, so impression caps survive a restart and measure can attribute outcomes to offers.",
+    "decision_id VARCHAR NOT NULL", "decided_at TIMESTAMPTZ NOT NULL",
+    "day DATE NOT NULL -- the workspace-local day the impression cap counts in",
+    "placement VARCHAR NOT NULL -- home_banner | product_page | cart | push | …",
+    "person_id VARCHAR -- NULL for an unknown visitor", "id_type VARCHAR -- the identifier type given (never the value)",
+    "outcome VARCHAR NOT NULL -- personal | fallback | no_consent | suppressed | unreachable | frequency_cap | "
+    "quiet_hours | impression_cap | no_coupon | empty",
+    "product_ids VARCHAR -- JSON array of the offered products, in rank order",
+    "kinds VARCHAR -- JSON array: the list each offer came from (guess_you_like, related, popular …)",
+    "context_product_ids VARCHAR -- JSON array: the product page's product or the cart",
+    "coupon_code VARCHAR", "model_version VARCHAR -- the recommender's (model_runs)",
+    "snapshot_version VARCHAR -- the in-memory snapshot that answered", "latency_us INTEGER -- time spent deciding",
+)
+LEADS = table(
+    "leads", "Sales leads (销售线索) as last scored: intent, freshness, fit, the calibrated chance to convert, "
+    "and the status the scoring saw (imported outcome or a rep's).",
+    "lead_id VARCHAR NOT NULL", "record_id VARCHAR -- source_records (kind lead)",
+    "person_id VARCHAR -- the customer holding the lead's phone, if any", "contact_name VARCHAR", "company VARCHAR",
+    "city VARCHAR", "territory VARCHAR -- definitions/sales.yaml", "source VARCHAR -- form | livestream | store_visit | ad_click",
+    "created_at TIMESTAMPTZ NOT NULL", "last_activity_at TIMESTAMPTZ",
+    "status VARCHAR NOT NULL -- open | won | lost, as of scored_at", "status_source VARCHAR -- import | rep",
+    "days_since_activity DOUBLE", "freshness DOUBLE -- decay weight: 1 within the fresh days, then halving",
+    "intent_tags VARCHAR -- JSON array", "no_answers INTEGER -- calls a rep recorded as no_answer",
+    "score DOUBLE -- calibrated probability of converting", "freshness_part DOUBLE -- log-odds from freshness",
+    "intent_part DOUBLE -- log-odds from intent", "fit_part DOUBLE -- log-odds from fit",
+    "model_version VARCHAR", "scored_at TIMESTAMPTZ NOT NULL",
+)
+LEAD_ASSIGNMENTS = table(
+    "lead_assignments", "Which rep works which lead: at most one open assignment per lead (taken under a lock "
+    "and checked in the same transaction); closed by an outcome or a release.",
+    "assignment_id VARCHAR NOT NULL -- lead_id:attempt, unique", "lead_id VARCHAR NOT NULL",
+    "attempt INTEGER NOT NULL -- 1 for the first assignment of the lead", "rep_id VARCHAR NOT NULL",
+    "territory VARCHAR", "period_start DATE NOT NULL -- the quota period (day or week) it counts in",
+    "score DOUBLE -- the lead's score when assigned", "assigned_at TIMESTAMPTZ NOT NULL", "assigned_by VARCHAR",
+    "closed_at TIMESTAMPTZ", "close_reason VARCHAR -- won | lost | no_answer | released",
+)
+LEAD_OUTCOMES = table(
+    "lead_outcomes", "What reps recorded for their leads; the next scoring learns from won and lost.",
+    "lead_id VARCHAR NOT NULL", "assignment_id VARCHAR", "rep_id VARCHAR",
+    "outcome VARCHAR NOT NULL -- won | lost | no_answer", "note VARCHAR",
+    "recorded_at TIMESTAMPTZ NOT NULL", "recorded_by VARCHAR",
+)
 HISTORY_DELIVERIES = table(
     "history_deliveries", "The imported message log (message_history) as deliveries: recipients resolved to "
     "persons through `identities`, rebuilt by the measure stage so KPIs and lift read live and past sends alike.",
@@ -512,4 +556,19 @@ API_KEYS = table(
     "key_id VARCHAR NOT NULL", "name VARCHAR", "key_hash VARCHAR NOT NULL",
     "role VARCHAR NOT NULL", "created_at TIMESTAMPTZ NOT NULL", "revoked_at TIMESTAMPTZ",
     "last_used_at TIMESTAMPTZ",
+)
+WEB_SESSIONS = table(
+    "web_sessions", "Console log-ins: one row per session, the token stored hashed (web/).",
+    "session_hash VARCHAR NOT NULL -- SHA-256 of the random session token in the cookie",
+    "user_id VARCHAR NOT NULL", "csrf_token VARCHAR NOT NULL -- sent back in X-CSRF-Token on changes",
+    "created_at TIMESTAMPTZ NOT NULL", "expires_at TIMESTAMPTZ NOT NULL", "revoked_at TIMESTAMPTZ",
+    "ip VARCHAR", "user_agent VARCHAR",
+)
+JOBS = table(
+    "jobs", "Long work the server runs in the background (pipeline, campaign runs, imports), with its outcome.",
+    "job_id VARCHAR NOT NULL", "kind VARCHAR NOT NULL -- pipeline | campaign_run | import | snapshot | quarantine_retry",
+    "status VARCHAR NOT NULL -- running | succeeded | failed | interrupted", "params VARCHAR -- JSON",
+    "progress DOUBLE -- 0..1 at the last state change", "step VARCHAR -- what it was doing",
+    "result VARCHAR -- JSON", "error VARCHAR -- JSON: code, field, message (en/zh)",
+    "created_by VARCHAR", "created_at TIMESTAMPTZ NOT NULL", "finished_at TIMESTAMPTZ",
 )

@@ -79,6 +79,7 @@ def test_build_an_audience_and_watch_its_size(console: Console, marketer_tab: Ta
     page.wait_for_selector(f"#audience-preview[data-size='{repeat_women}']")
     assert number(page.locator("#audience-size").inner_text()) == repeat_women
     assert "占全部" in preview.inner_text()
+    marketer_tab.shot("audience-builder")
     page.check("#rule-editor .kind-tag .not-toggle input")  # not a repeat buyer: the complement among women
     page.wait_for_selector(f"#audience-preview[data-size='{women - repeat_women}']")
     page.uncheck("#rule-editor .kind-tag .not-toggle input")
@@ -148,6 +149,9 @@ def test_switch_language_and_keep_it(admin_tab: Tab) -> None:
     assert page.locator("html").get_attribute("lang") == "en"
     page.reload()  # kept in the jz_lang cookie
     page.wait_for_selector(".page h1:has-text('Audiences')")
+    admin_tab.open("overview")
+    page.wait_for_selector("#overview-kpis .kpi-value")
+    admin_tab.shot("overview-in-english")
     admin_tab.open("persons/nobody-has-this-id")
     page.wait_for_selector("#person-missing:has-text('Nobody holds')")
     page.click("#lang-switch")
@@ -169,23 +173,31 @@ def test_roles_see_only_what_they_may_do(viewer_tab: Tab) -> None:
     assert viewer_tab.errors == []
 
 
+SHOWN = {"tags/repeat_buyer": "tags", "analytics/funnel": "analytics-funnel", "measurement/lift": "measurement-lift",
+         "data/quality": "data-quality"}  # pages the console tour (docs/console.md) shows
+
+
 def test_every_page_renders_from_this_server_only(console: Console, admin_tab: Tab) -> None:
     page = admin_tab.page
     pages = {"overview": "#overview-kpis", "tags/repeat_buyer": "#tag-holders tbody tr",
              "audiences": "#overlap-run", "audiences/valuable_at_risk": "#audience-members tbody tr",
              "analytics/cube": "#analysis-result table", "analytics/funnel": "#analysis-result canvas",
              "analytics/retention": "#analysis-result canvas", "measurement/lift": "#measure-lift table",
-             "measurement/budget": "#measure-budget table", "data/quality": "#data-quality table",
+             "measurement/attribution": "#measure-attribution table", "measurement/budget": "#measure-budget table",
+             "data/quality": "#data-quality table",
              "data/quarantine": "#data-quarantine table", "campaigns": ".page h1"}
     for route, ready in pages.items():
         admin_tab.open(route)
         page.wait_for_selector(ready, timeout=60_000)
         assert page.locator(".page .error").count() == 0, (route, page.locator(".page .error").all_inner_texts())
+        if route in SHOWN:
+            admin_tab.shot(SHOWN[route])
     admin_tab.open("analytics/cube")  # drill down: click a month, see its days
     page.wait_for_selector("#analysis-result tbody tr")
     page.locator("#analysis-result tbody tr").last.click()
     page.wait_for_selector("#analysis-result th:has-text('day')")
     assert re.fullmatch(r"\d{4}-\d{2}", page.locator("input[name=period]").input_value())
+    admin_tab.shot("analytics-cube-drilled")
     outside = [u for u in admin_tab.requests if not u.startswith(console.url) and not u.startswith(("data:", "blob:"))]
     assert outside == []
     assert admin_tab.errors == []

@@ -1,10 +1,19 @@
 """The Segment-compatible HTTP collector: spec, durable log, loader, write keys, plans.
 
-Public API: `create_app(workspace)` (the FastAPI app `jingzhun serve` runs),
-`add_source` / `list_sources` (write keys), `load_tracking_plans`.
+Public API: `create_app(workspace)` (the collector's FastAPI app), and for a server that
+composes the collector with more (jingzhun.web, what `jingzhun serve` runs):
+`collector_service`, `add_collector_routes`, `build_loader`; `add_source` / `list_sources`
+(write keys), `load_tracking_plans`.
 """
 
-from jingzhun.collect.collector.app import create_app
+from jingzhun.collect.collector.app import (
+    CollectorState,
+    add_collector_routes,
+    build_loader,
+    collector_service,
+    create_app,
+)
+from jingzhun.collect.collector.hooks import hook_names
 from jingzhun.collect.collector.tracking_plan import TrackingPlan, load_tracking_plans
 from jingzhun.collect.collector.write_keys import (
     KINDS,
@@ -18,11 +27,16 @@ from jingzhun.collect.collector.write_keys import (
 __all__ = [
     "KINDS",
     "CollectorError",
+    "CollectorState",
+    "add_collector_routes",
+    "build_loader",
+    "collector_service",
     "Source",
     "TrackingPlan",
     "add_source",
     "create_app",
     "hash_key",
+    "hook_names",
     "list_sources",
     "load_tracking_plans",
 ]

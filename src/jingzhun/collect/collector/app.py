@@ -13,7 +13,7 @@ import binascii
 import gc
 import multiprocessing
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
@@ -27,8 +27,8 @@ from starlette.datastructures import Headers
 
 from jingzhun.collect.collector.durable_log import DurableLog, GroupCommitter
 from jingzhun.collect.collector.hooks import STATE_FILE as HOOK_STATE
-from jingzhun.collect.collector.hooks import AfterLoad, hook_names
-from jingzhun.collect.collector.loader import run_loader_process
+from jingzhun.collect.collector.hooks import AfterLoad, HookRunner, hook_names
+from jingzhun.collect.collector.loader import Loader, run_loader_process
 from jingzhun.collect.collector.log_records import request_line
 from jingzhun.collect.collector.spec import (
     MAX_MESSAGE_BYTES,
@@ -39,10 +39,10 @@ from jingzhun.collect.collector.spec import (
     parse_body,
 )
 from jingzhun.collect.collector.tracking import add_tracking_routes
-from jingzhun.collect.collector.tracking_plan import load_tracking_plans
+from jingzhun.collect.collector.tracking_plan import PlanChecker, load_tracking_plans
 from jingzhun.collect.collector.write_keys import Source, hash_key, load_write_keys
 from jingzhun.core.workspace import Workspace
-from jingzhun.engine import open_engine
+from jingzhun.engine import Engine, open_engine
 from jingzhun.schema import migrate
 
 ENDPOINTS = ("track", "identify", "page", "screen", "group", "alias", "batch", "import")
@@ -144,33 +144,75 @@ def create_app(workspace: Workspace, *, engine_kind: str | None = None,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        keys = _prepare(workspace, engine_kind)
-        durable_log = DurableLog(workspace.log_dir)
-        context = multiprocessing.get_context("spawn")
-        # A pipe and a lock-free shared counter: no named semaphores to leak when uvicorn
-        # ends the process by re-raising SIGTERM (atexit clean-up never runs then).
-        stop_reader, stop_writer = context.Pipe(duplex=False)
-        loaded = context.Value("q", 0, lock=False)
-        names = {source.source_id: source.name for source in keys.values()}
-        loader = context.Process(target=run_loader_process, name="jingzhun-collector-loader",
-                                 args=(str(workspace.root), engine_kind, names, stop_reader, loaded,
-                                       load_interval, load_batch_bytes, hooks))
-        loader.start()
-        stop_reader.close()
-        app.state.collector = CollectorState(keys, durable_log, GroupCommitter(durable_log), loaded, loader,
-                                             workspace.log_dir / HOOK_STATE if hooks else None)
-        _freeze_startup_objects()
-        try:
+        async with collector_service(workspace, engine_kind=engine_kind, load_interval=load_interval,
+                                     load_batch_bytes=load_batch_bytes, hooks=hooks) as state:
+            app.state.collector = state
             yield
-        finally:
-            stop_writer.close()  # end of file: the loader drains the log into `events`, then exits
-            loader.join(300)
-            durable_log.close()
 
     app = FastAPI(title="jingzhun collector", lifespan=lifespan)
+    add_collector_routes(app, workspace)
+    return app
+
+
+def add_collector_routes(app: FastAPI, workspace: Workspace) -> None:
+    """Mount `/health`, the Segment endpoints and the tracking routes on `app`.
+
+    They read `app.state.collector` (a `CollectorState`), which the app's lifespan sets
+    from `collector_service`; the web server (jingzhun.web) mounts them beside its API.
+    """
     _add_routes(app)
     add_tracking_routes(app, workspace)  # /t/c/{token} clicks and /t/o/{token}.gif opens
-    return app
+
+
+@asynccontextmanager
+async def collector_service(workspace: Workspace, *, engine_kind: str | None = None,
+                            load_interval: float = 0.2, load_batch_bytes: int = LOAD_BATCH_BYTES,
+                            hooks: tuple[str, ...] = (),
+                            process: Callable[..., object] = run_loader_process,
+                            process_args: tuple[object, ...] = ()) -> AsyncIterator[CollectorState]:
+    """Run the collector's engine process while the block runs; yield what the routes share.
+
+    `process` is the spawned process that owns the engine: by default the loader alone
+    (`run_loader_process`). The web server passes its own, which runs the loader beside
+    the API's work; it is called as `process(root, engine_kind, names, stop, loaded,
+    load_interval, load_batch_bytes, hooks, *process_args)`, the loader's arguments first.
+    Leaving the block closes `stop`: the process drains the log into `events`, then exits.
+    """
+    keys = _prepare(workspace, engine_kind)
+    durable_log = DurableLog(workspace.log_dir)
+    context = multiprocessing.get_context("spawn")
+    # A pipe and a lock-free shared counter: no named semaphores to leak when uvicorn
+    # ends the process by re-raising SIGTERM (atexit clean-up never runs then).
+    stop_reader, stop_writer = context.Pipe(duplex=False)
+    loaded = context.Value("q", 0, lock=False)
+    names = {source.source_id: source.name for source in keys.values()}
+    loader = context.Process(target=process, name="jingzhun-collector-loader",
+                             args=(str(workspace.root), engine_kind, names, stop_reader, loaded,
+                                   load_interval, load_batch_bytes, hooks, *process_args))
+    loader.start()
+    stop_reader.close()
+    state = CollectorState(keys, durable_log, GroupCommitter(durable_log), loaded, loader,
+                           workspace.log_dir / HOOK_STATE if hooks else None)
+    _freeze_startup_objects()
+    try:
+        yield state
+    finally:
+        stop_writer.close()  # end of file: the loader drains the log into `events`, then exits
+        loader.join(300)
+        durable_log.close()
+
+
+def build_loader(workspace: Workspace, engine: Engine, names: dict[str, str], min_bytes: int,
+                 hooks: tuple[str, ...] = ()) -> Loader:
+    """The loader over an engine this process owns, with its after-load hooks (not started).
+
+    For a process other than `run_loader_process` that owns the engine (the web server's):
+    call `loader.guarded(loader.hooks.start)` when there are hooks, then `loader.run(...)`.
+    """
+    plans = PlanChecker(load_tracking_plans(workspace.definitions_dir))
+    runner = HookRunner(workspace, engine, hooks, workspace.log_dir / HOOK_STATE) if hooks else None
+    return Loader(engine, DurableLog(workspace.log_dir, writer=False), plans, names, min_bytes=min_bytes,
+                  hooks=runner)
 
 
 def _freeze_startup_objects() -> None:

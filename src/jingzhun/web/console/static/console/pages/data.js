@@ -132,11 +132,13 @@ async function qualityTab() {
   const names = Object.keys(counts);
   const severities = [...new Set(checks.items.map((r) => r.severity))];
   return [
-    h("p", { class: "muted" }, t("data.checks_total", { shown: checks.items.length, total: checks.total })),
+    h("p", { class: "muted" }, t("data.checks_total", { shown: checks.items.length, total: checks.total, listed: 50 })),
     chartBox({ legend: { top: 0 }, tooltip: { trigger: "axis" }, xAxis: { type: "category", data: names.map((n) => tx(`data.check.${n}`, n)) },
       yAxis: { type: "value" }, series: severities.map((s) => ({ name: tx(`data.severity.${s}`, s), type: "bar", stack: "all",
         data: names.map((n) => counts[n][s] || 0) })) }),
-    paged("/inventory/checks", {}, { cells: { check: (c) => tx(`data.check.${c}`, c), severity: (s) => tx(`data.severity.${s}`, s) } }).box,
+    table(checks.columns, checks.items.slice(0, 50), { cells: { check: (c) => tx(`data.check.${c}`, c),
+      severity: (s) => tx(`data.severity.${s}`, s) } }),
+    sqlBlock(checks.sql),
     h("h3", {}, t("data.stockouts")), paged("/inventory/stockouts", {}).box,
     h("h3", {}, t("data.reconciliation")), paged("/inventory/reconciliation", {}).box,
   ];

@@ -6,7 +6,7 @@ import { card, chartBox, clear, fmt, get, h, into, kpi, pct, pick, sqlBlock, t, 
 const TABS = ["kpis", "lift", "attribution", "budget"];
 
 async function kpisView() {
-  const answer = await get("/measure/kpis", { by: ["channel"] });
+  const answer = await get("/measure/kpis", { by: ["channel"], limit: 1000 });
   if (!answer.items.length) {
     return h("p", { class: "muted" }, t("measure.no_kpis"));
   }
@@ -23,7 +23,7 @@ async function kpisView() {
 }
 
 async function liftView() {
-  const answer = await get("/measure/lift");
+  const answer = await get("/measure/lift", { limit: 1000 });
   const rows = answer.items;
   const verdicts = {};
   rows.forEach((r) => { verdicts[r.verdict] = (verdicts[r.verdict] || 0) + 1; });
@@ -46,13 +46,13 @@ async function liftView() {
 }
 
 async function attributionView() {
-  const answer = await get("/measure/attribution");
+  const answer = await get("/measure/attribution", { limit: 1 });
   const byChannel = {};
-  for (const row of answer.credits) {
+  for (const row of answer.channels) {
     byChannel[row.touch_channel] = byChannel[row.touch_channel] || {};
     byChannel[row.touch_channel][row.model] = (byChannel[row.touch_channel][row.model] || 0) + row.value;
   }
-  const models = [...new Set(answer.credits.map((r) => r.model))];
+  const models = [...new Set(answer.channels.map((r) => r.model))];
   const channels = Object.keys(byChannel).sort();
   const rows = channels.map((c) => ({ touch_channel: c, ...Object.fromEntries(models.map((m) => [m, byChannel[c][m] || 0])) }));
   return [chartBox({ legend: { top: 0 }, tooltip: { trigger: "axis" }, grid: { left: 150, right: 24, top: 40, bottom: 30 },
@@ -66,9 +66,9 @@ async function attributionView() {
 }
 
 async function budgetView() {
-  const answer = await get("/measure/budget");
-  const rows = answer.allocation;
-  return [h("div", { class: "kpis" }, kpi(t("measure.daily_budget"), fmt(answer.total, 0)),
+  const answer = await get("/measure/budget", { limit: 1000 });
+  const rows = answer.items;
+  return [h("div", { class: "kpis" }, kpi(t("measure.daily_budget"), fmt(answer.total_budget, 0)),
     kpi(t("measure.gain"), fmt(answer.gain_per_day, 0), `${fmt(answer.gain_low, 0)} ~ ${fmt(answer.gain_high, 0)}`),
     kpi(t("measure.gain_positive"), pct(answer.gain_positive, 0))),
   chartBox({ legend: { top: 0 }, tooltip: { trigger: "axis" }, xAxis: { type: "category", data: rows.map((r) => r.channel) },

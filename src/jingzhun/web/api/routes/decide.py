@@ -1,0 +1,268 @@
+"""Decisions: `POST /api/v1/decide` — the next best offer and its copy for any identifier, from memory.
+
+The HTTP process never opens the database, and a decision must not wait for a query. So
+the decision API keeps its answers in this process: the engine process builds a snapshot
+(`activation.refresh_snapshot`: one query per table, written as Arrow files under
+`.jingzhun/decisions/`), this process loads it and swaps it in whole; a request is then
+dictionary lookups and a few compiled templates (`activation.Decider`).
+
+Kept fresh by `DecisionService`, started with the app: it loads the snapshot on disk at
+once, then every `check_seconds` asks the engine process for the inputs' fingerprint
+(row counts and latest times of recommendations, persons, identities, consents,
+suppressions, coupons …, and the definition files) and rebuilds when it changed or the
+snapshot is older than `max_age_seconds`. Decisions are logged in memory and written to
+`decisions` in batches (every `flush_seconds` or `flush_rows`), after the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from jingzhun.activation import (
+    Decider,
+    append_decisions,
+    load_snapshot,
+    refresh_snapshot,
+    snapshot_fingerprint,
+)
+from jingzhun.core.errors import JingzhunError
+from jingzhun.web.api.deps import COMPUTES, Marketer, Viewer
+from jingzhun.web.calls import CallContext, EngineContext
+from jingzhun.web.client import EngineClient
+from jingzhun.web.errors import api_error
+from jingzhun.web.serialize import ErrorInfo
+
+log = logging.getLogger(__name__)
+FIRST_SNAPSHOT_WAIT = 30.0  # a request at start waits this long for the first snapshot
+
+
+# ---- run in the engine process --------------------------------------------------------------------
+
+
+def build_call(ctx: EngineContext) -> dict[str, Any]:
+    meta = refresh_snapshot(ctx.engine, ctx.workspace)
+    return {"version": meta.version, "rows": meta.rows}
+
+
+def fingerprint_call(ctx: EngineContext) -> dict[str, str]:
+    return snapshot_fingerprint(ctx.engine, ctx.workspace)
+
+
+def append_call(ctx: EngineContext, rows: list[dict]) -> dict[str, int]:
+    return {"written": append_decisions(ctx.engine, rows)}
+
+
+# ---- the service in the HTTP process --------------------------------------------------------------
+
+
+class DecisionService:
+    """The app's Decider, its snapshot upkeep and its log writer."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.decider: Decider | None = None
+        self.error: JingzhunError | None = None
+        self.ready = asyncio.Event()
+        self.wake = asyncio.Event()
+        self._refreshing = asyncio.Lock()
+        self._tasks: list[asyncio.Task] = []
+        self.last_check: str | None = None
+
+    async def start(self) -> None:
+        try:
+            self.decider = Decider(self.app.state.workspace)
+        except JingzhunError as failure:  # a broken decisions.yaml: the API says so on every request
+            self.error = failure
+            log.error("decision API disabled: %s", failure)
+            return
+        self._tasks = [asyncio.create_task(self._keep_fresh()), asyncio.create_task(self._keep_writing())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.decider is not None:
+            await self.flush()  # before the engine process stops taking calls
+
+    async def _call(self, fn: Any, **params: Any) -> Any:
+        client: EngineClient = self.app.state.engine
+        kind, payload = await client.call(fn, params, CallContext(None, False))
+        if kind == "error":
+            info: ErrorInfo = payload
+            raise JingzhunError(info.message_en, field=info.field, fix=info.fix_en, message_zh=info.message_zh,
+                                fix_zh=info.fix_zh)
+        return orjson.loads(payload)
+
+    async def _keep_fresh(self) -> None:
+        assert self.decider is not None
+        with contextlib.suppress(OSError, JingzhunError):
+            await self._install(await asyncio.to_thread(load_snapshot, self.app.state.workspace))
+        while True:
+            try:
+                await self.refresh()
+            except JingzhunError as failure:
+                self.error = failure
+                log.warning("decision snapshot not refreshed: %s", failure)
+            await asyncio.sleep(self.decider.settings.check_seconds)
+
+    async def refresh(self, force: bool = False) -> bool:
+        """Rebuild the snapshot if its inputs changed, it is too old, or `force`; True if rebuilt."""
+        assert self.decider is not None
+        async with self._refreshing:
+            current = self.decider.snapshot
+            self.last_check = datetime.now(UTC).isoformat()
+            if current is not None and not force:
+                age = time.time() - datetime.fromisoformat(current.meta.built_at).timestamp()
+                if age < self.decider.settings.max_age_seconds and \
+                        await self._call(fingerprint_call) == current.meta.fingerprint:
+                    return False
+            await self._call(build_call)
+            await self._install(await asyncio.to_thread(load_snapshot, self.app.state.workspace))
+            self.error = None
+            return True
+
+    async def _install(self, snapshot: Any) -> None:
+        if snapshot is not None and self.decider is not None:
+            self.decider.install(snapshot)
+            self.ready.set()
+
+    async def _keep_writing(self) -> None:
+        assert self.decider is not None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.decider.settings.flush_seconds)
+            self.wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write what the log holds; a batch that fails waits for the next flush."""
+        assert self.decider is not None
+        rows = self.decider.log.drain()
+        if not rows:
+            return
+        try:
+            written = await self._call(append_call, rows=rows)
+            self.decider.log.written += int(written["written"])
+        except (JingzhunError, OSError) as failure:
+            self.decider.log.put_back(rows)
+            log.warning("decision log not written (%d rows wait): %s", len(rows), failure)
+
+    async def decider_ready(self) -> Decider:
+        """The Decider, once its first snapshot is in (a request at start waits for it)."""
+        if self.decider is not None and self.decider.snapshot is not None:
+            return self.decider
+        if self.decider is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.ready.wait(), FIRST_SNAPSHOT_WAIT)
+            if self.decider.snapshot is not None:
+                return self.decider
+        reason = self.error.message if self.error else "the first snapshot is still being built"
+        reason_zh = self.error.message_zh if self.error else "首个快照仍在构建中"
+        raise api_error(503, "decisions_unavailable", f"the decision API cannot answer yet: {reason}",
+                        f"决策接口暂不可用：{reason_zh}", field=self.error.field if self.error else None,
+                        fix_en=self.error.fix if self.error else "retry in a few seconds",
+                        fix_zh=self.error.fix_zh if self.error else "请几秒后重试",
+                        headers={"Retry-After": "5"})
+
+    def status(self) -> dict[str, Any]:
+        decider = self.decider
+        snapshot = decider.snapshot if decider else None
+        meta = snapshot.meta if snapshot else None
+        return {"ready": snapshot is not None, "snapshot": None if meta is None else {
+                    "version": meta.version, "built_at": meta.built_at, "model_version": meta.model_version,
+                    "rows": meta.rows},
+                "last_check": self.last_check, "placements": sorted(decider.placements) if decider else [],
+                "log": {"pending": len(decider.log), "written": decider.log.written, "dropped": decider.log.dropped}
+                if decider else None,
+                "error": None if self.error is None else {"field": self.error.field, "message": self.error.message,
+                                                          "message_zh": self.error.message_zh}}
+
+
+@asynccontextmanager
+async def decisions_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Started after the app's own lifespan (the engine process is up), stopped before it ends."""
+    service = app.state.decisions = DecisionService(app)
+    await service.start()
+    try:
+        yield
+    finally:
+        await service.stop()
+
+
+router = APIRouter(prefix="/decide", tags=["decisions"], lifespan=decisions_lifespan)
+
+
+class IdentifierIn(BaseModel):
+    """`{"type": "phone", "value": "13800138000"}`; without a type the value is tried as every kind."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: str | None = Field(None, max_length=40, description="phone, email, member_id, user_id, anonymous_id, "
+                                                              "device_id, wechat_openid, person_id …")
+    value: str = Field(min_length=1, max_length=300)
+
+
+class DecideIn(BaseModel):
+    """Who (any one identifier) and where (a placement, with the product shown or the cart)."""
+
+    model_config = ConfigDict(extra="forbid")
+    placement: str = Field(min_length=1, max_length=64, description="home_banner, product_page, cart, push …")
+    identifier: IdentifierIn | str | None = Field(None, description="An identifier object, or `TYPE:VALUE`.")
+    person_id: str | None = Field(None, max_length=64)
+    user_id: str | None = Field(None, max_length=300, description="The app's user id (a member id by default).")
+    anonymous_id: str | None = Field(None, max_length=300, description="The SDK's anonymous id (cookie).")
+    product_id: str | None = Field(None, max_length=100, description="product_page: the product shown.")
+    cart: list[str] = Field(default_factory=list, max_length=200, description="cart: the products in it.")
+
+    def who(self) -> tuple[str | None, str | None]:
+        """(value, type) of the identifier given; (None, None) for an anonymous request."""
+        if isinstance(self.identifier, IdentifierIn):
+            return self.identifier.value, self.identifier.type
+        if self.identifier:
+            return self.identifier, None
+        for kind in ("person_id", "user_id", "anonymous_id"):
+            value = getattr(self, kind)
+            if value:
+                return value, kind
+        return None, None
+
+
+@router.post("", openapi_extra=COMPUTES)
+async def decide(body: DecideIn, principal: Viewer, request: Request) -> Response:
+    """The next best offers, coupon and zh/en copy for one person on one placement (answered from memory)."""
+    service: DecisionService = request.app.state.decisions
+    decider = await service.decider_ready()
+    value, kind = body.who()
+    decision = decider.decide(body.placement, value, kind, product_id=body.product_id, cart=body.cart)
+    if len(decider.log) >= decider.settings.flush_rows:
+        service.wake.set()
+    return Response(orjson.dumps(decision.as_json()), media_type="application/json")
+
+
+@router.get("/status")
+async def decide_status(principal: Viewer, request: Request) -> Response:
+    """The snapshot being served (version, build time, rows), the decision log's backlog, the last error."""
+    return Response(orjson.dumps(request.app.state.decisions.status()), media_type="application/json")
+
+
+@router.post("/refresh", openapi_extra=COMPUTES)
+async def decide_refresh(principal: Marketer, request: Request) -> Response:
+    """Rebuild the snapshot now (after changing placements, consents or coupons) and swap it in."""
+    service: DecisionService = request.app.state.decisions
+    if service.decider is None:
+        await service.decider_ready()  # answers 503 with the reason
+    await service.refresh(force=True)
+    return Response(orjson.dumps(service.status()), media_type="application/json")
