@@ -1,7 +1,8 @@
 """Activate: recommendations, personalized messages, coupons, campaigns and journeys.
 
 Public functions are re-exported here; the modules are internal. Recommendations (猜你喜欢, 热门推荐,
-新品上市, related products) are in recommend*.py.
+新品上市, related products) are in recommend*.py; the decision API in decisions*.py; lead
+distribution in leads*.py.
 """
 
 # ---- personalized content and coupons (content.py, channels.py, coupons.py), campaigns (campaigns.py,
@@ -40,6 +41,18 @@ from jingzhun.activation.coupons import coupon_for as coupon_for
 from jingzhun.activation.coupons import issue_coupons as issue_coupons
 from jingzhun.activation.coupons import match_redemptions as match_redemptions
 from jingzhun.activation.coupons import parse_coupon_definition as parse_coupon_definition
+from jingzhun.activation.decisions import Decider as Decider
+from jingzhun.activation.decisions import Decision as Decision
+from jingzhun.activation.decisions import DecisionError as DecisionError
+from jingzhun.activation.decisions import append_decisions as append_decisions
+from jingzhun.activation.decisions import build_snapshot as build_snapshot
+from jingzhun.activation.decisions import decide_once as decide_once
+from jingzhun.activation.decisions import in_memory as in_memory
+from jingzhun.activation.decisions import load_snapshot as load_snapshot
+from jingzhun.activation.decisions import refresh_snapshot as refresh_snapshot
+from jingzhun.activation.decisions import snapshot_fingerprint as snapshot_fingerprint
+from jingzhun.activation.decisions_settings import DecisionSettings as DecisionSettings
+from jingzhun.activation.decisions_settings import load_decision_settings as load_decision_settings
 from jingzhun.activation.delivery import DeliveryAdapter as DeliveryAdapter
 from jingzhun.activation.delivery import Outcome as Outcome
 from jingzhun.activation.delivery import Outgoing as Outgoing
@@ -59,6 +72,15 @@ from jingzhun.activation.journeys_run import run_journey as run_journey
 from jingzhun.activation.journeys_run import run_journeys as run_journeys
 from jingzhun.activation.journeys_run import save_journey as save_journey
 from jingzhun.activation.journeys_run import set_journey_status as set_journey_status
+from jingzhun.activation.leads import LeadAssignment as LeadAssignment
+from jingzhun.activation.leads import LeadError as LeadError
+from jingzhun.activation.leads import LeadScoring as LeadScoring
+from jingzhun.activation.leads import assign_leads as assign_leads
+from jingzhun.activation.leads import list_leads as list_leads
+from jingzhun.activation.leads import record_lead_outcome as record_lead_outcome
+from jingzhun.activation.leads import score_leads as score_leads
+from jingzhun.activation.leads_settings import SalesSettings as SalesSettings
+from jingzhun.activation.leads_settings import load_sales_settings as load_sales_settings
 from jingzhun.activation.policy import SendPolicy as SendPolicy
 from jingzhun.activation.policy import SendRequest as SendRequest
 from jingzhun.activation.policy import load_send_policy as load_send_policy

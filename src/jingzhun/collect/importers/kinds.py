@@ -282,6 +282,12 @@ KINDS.update({
         "livestream_views", "livestream_view", {"douyin_user_id": "user_id"},
         ["room_id", "started_at", "left_at", "clicked_products", "ordered", "ordered_product"],
         ["room_id", "user_id", "entered_at"], "entered_at", _LIVESTREAM_CHECK),
+    # A sales CRM's lead export (销售线索): activation.leads scores and distributes them.
+    "prospects": _record_kind(
+        "prospects", "lead", {"phone": "phone"},
+        ["lead_id", "created_at", "source", "contact_name", "company", "city", "last_activity_at", "pages_viewed",
+         "price_checks", "sample_requested", "owner", "status", "converted_at"],
+        ["lead_id"], "created_at"),
     # A marketing-automation tool's send log; the measure stage resolves recipients to persons.
     "message_history": Kind("message_history", "message_history", ("record_id",),
                             "campaign_id || '|' || recipient AS record_id", (("message_history", _plain(

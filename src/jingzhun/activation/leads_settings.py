@@ -1,0 +1,155 @@
+"""`definitions/sales.yaml`: the sales team (reps, quotas, territories) and how leads are scored.
+
+Scoring works without the file (the defaults below); handing leads out needs the reps.
+Example::
+
+    territories:
+      north: {name: {zh: 华北, en: North}, cities: [北京市, 天津市, 石家庄市]}
+      east: {cities: [上海市, 杭州市, 南京市, 苏州市]}
+    reps:
+      - {id: zhang_wei, name: 张伟, territories: [north], quota: 5}            # 5 a day
+      - {id: wang_fang, name: 王芳, territories: [east, other], quota: 20, period: week}
+      - {id: li_na, name: 李娜, territories: ["*"], quota: 3}                 # any territory
+    scoring:
+      fresh_days: 3          # activity in the last 3 days counts in full …
+      half_life_days: 3      # … and then its weight halves every 3 days
+
+A lead's territory is the one whose `cities` hold the lead's city; a city no territory
+lists is in `other`. A rep takes leads of the territories they list (`*`: all).
+Every scoring number is part of the model version (`ScoringSettings.fingerprint`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from jingzhun.core.config_errors import ConfigFile, config_error
+from jingzhun.core.errors import ConfigError
+from jingzhun.core.workspace import Workspace
+from jingzhun.profiles.tags import read_yaml
+
+SALES_FILE = "sales.yaml"
+SALES_DOC = ConfigFile(f" in {SALES_FILE}", f"{SALES_FILE} 中", "docs/leads.md")
+OTHER = "other"  # the territory of a city no territory lists
+ANY = "*"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Label(_Strict):
+    zh: str = Field(min_length=1)
+    en: str = Field(min_length=1)
+
+
+class Territory(_Strict):
+    """A sales territory: the cities whose leads belong to it."""
+
+    name: Label | None = None
+    cities: tuple[str, ...] = Field(min_length=1)
+
+
+class Rep(_Strict):
+    """A sales rep: who, where, and how many new leads per day or week."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    name: str | None = None
+    territories: tuple[str, ...] = Field(min_length=1)
+    quota: int = Field(ge=0, le=10_000, description="New leads per period.")
+    period: Literal["day", "week"] = "day"
+    active: bool = True
+
+
+class ScoringSettings(_Strict):
+    """How a lead is scored: freshness decay, the intent window, the outcome window, the split."""
+
+    fresh_days: float = Field(3, ge=0, le=60, description="Activity this recent counts in full.")
+    half_life_days: float = Field(3, gt=0, le=180, description="After fresh_days, the weight halves this often.")
+    intent_days: int = Field(14, ge=1, le=365, description="Views and livestream visits counted before scoring.")
+    review_days: int = Field(14, ge=0, le=365,
+                             description="A past lead was scored this many days after it was created.")
+    outcome_days: int = Field(30, ge=1, le=365,
+                              description="A lead not won within review_days + outcome_days counts as lost.")
+    test_share: float = Field(0.25, gt=0, lt=0.9, description="Newest share of decided leads kept for the test.")
+    min_training_leads: int = Field(100, ge=20, description="Fewer decided leads than this: no model.")
+    regularization: float = Field(1.0, gt=0, description="Inverse L2 strength (sklearn's C).")
+    no_answer_decay: float = Field(0.7, gt=0, le=1,
+                                   description="Assignment priority x this per unanswered call (score unchanged).")
+    no_answer_cooldown_hours: float = Field(24, ge=0, le=24 * 60,
+                                            description="An unanswered lead waits this long before reassignment.")
+
+    def fingerprint(self) -> dict[str, object]:
+        return self.model_dump(mode="json")
+
+
+class SalesSettings(_Strict):
+    """The whole file."""
+
+    territories: dict[str, Territory] = Field(default_factory=dict)
+    reps: tuple[Rep, ...] = ()
+    scoring: ScoringSettings = Field(default_factory=ScoringSettings)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SalesSettings:
+        known = set(self.territories) | {OTHER, ANY}
+        ids: set[str] = set()
+        for index, rep in enumerate(self.reps):
+            if rep.id in ids:
+                raise ValueError(f"reps.{index}.id: {rep.id!r} is listed twice; give each rep one entry.")
+            ids.add(rep.id)
+            unknown = [name for name in rep.territories if name not in known]
+            if unknown:
+                raise ValueError(f"reps.{index}.territories: {unknown[0]!r} is not a territory "
+                                 f"(use one of: {', '.join(sorted(known))}).")
+        seen: dict[str, str] = {}
+        for name, territory in self.territories.items():
+            for city in territory.cities:
+                if city in seen:
+                    raise ValueError(f"territories.{name}.cities: {city!r} is already in {seen[city]!r}; "
+                                     "a city belongs to one territory.")
+                seen[city] = name
+        return self
+
+    def city_territories(self) -> list[tuple[str, str]]:
+        """(city, territory) for every listed city."""
+        return [(city, name) for name, territory in self.territories.items() for city in territory.cities]
+
+    def rep_territories(self) -> list[tuple[str, str]]:
+        """(rep_id, territory) for every active rep; `*` expands to every territory and `other`."""
+        every = [*self.territories, OTHER]
+        pairs = []
+        for rep in self.reps:
+            if rep.active:
+                names = every if ANY in rep.territories else list(rep.territories)
+                pairs.extend((rep.id, name) for name in dict.fromkeys(names))
+        return pairs
+
+    def rep(self, rep_id: str) -> Rep | None:
+        return next((rep for rep in self.reps if rep.id == rep_id), None)
+
+
+def load_sales_settings(workspace: Workspace) -> SalesSettings:
+    """The workspace's sales.yaml; the defaults (no reps, default scoring) when it is absent."""
+    path = workspace.definitions_dir / SALES_FILE
+    if not path.is_file():
+        return SalesSettings()
+    return parse_sales_settings(read_yaml(path, ConfigError), path)
+
+
+def parse_sales_settings(data: object, location: Path | str = SALES_FILE) -> SalesSettings:
+    try:
+        return SalesSettings.model_validate(data or {})
+    except ValidationError as invalid:
+        raise config_error(invalid.errors()[0], location, SalesSettings, SALES_DOC) from None
+
+
+def scoring_version(settings: ScoringSettings, data: dict[str, object]) -> str:
+    """`leads-<12 hex>`: the settings and what the model was trained on, hashed."""
+    text = json.dumps({"settings": settings.fingerprint(), "data": data}, sort_keys=True, default=str)
+    return "leads-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
