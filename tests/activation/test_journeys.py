@@ -29,15 +29,18 @@ from jingzhun.activation import (
 )
 from jingzhun.core import Workspace
 from jingzhun.engine import open_engine
-from jingzhun.schema import migrate
 from tests.activation.campaign_fixtures import (
     WebhookReceiver,
     assert_policy_respected,
     wait_for,
     write_definitions,
 )
-from tests.activation.trigger_world import add_events, grant, reachable_persons
-from tests.conftest import copy_workspace
+from tests.activation.trigger_world import (
+    add_events,
+    demo_fixture,  # noqa: F401 — the `demo` fixture
+    grant,
+    reachable_persons,
+)
 
 JINGZHUN = str(Path(sys.executable).with_name("jingzhun"))
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -59,14 +62,6 @@ RESCUE = {
         {"id": "finish", "exit": True},
     ],
 }
-
-
-@pytest.fixture
-def demo(portrayed_demo: Path, tmp_path: Path) -> Workspace:
-    workspace = copy_workspace(portrayed_demo, tmp_path / "ws")
-    with open_engine(workspace) as engine:
-        migrate(engine)
-    return workspace
 
 
 def _steps(*changes: tuple[int, dict]) -> dict:

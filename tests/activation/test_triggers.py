@@ -5,7 +5,6 @@ suppression, caps, quiet hours, holdout, delay, no double sends), and a real col
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -23,16 +22,20 @@ from jingzhun.cli.collector import AFTER_LOAD_HOOKS
 from jingzhun.collect.collector import add_source
 from jingzhun.core import ConfigError, Workspace
 from jingzhun.engine import open_engine
-from jingzhun.schema import migrate
 from tests.activation.campaign_fixtures import (
     WebhookReceiver,
     assert_policy_respected,
     wait_for,
     write_definitions,
 )
-from tests.activation.trigger_world import add_events, deliveries_of, grant, reachable_persons
+from tests.activation.trigger_world import (
+    add_events,
+    deliveries_of,
+    demo_fixture,  # noqa: F401 — the `demo` fixture
+    grant,
+    reachable_persons,
+)
 from tests.collect.collector.conftest import serving
-from tests.conftest import copy_workspace
 from tests.segments.test_realtime import hooks_ready, send
 
 TEN_AM = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
@@ -42,14 +45,6 @@ def triggered(campaign_id: str, event: str = "Cart Abandoned", holdout: float = 
     return {"campaign_id": campaign_id, "name_zh": f"触发 {campaign_id}", "name_en": f"Triggered {campaign_id}",
             "template_id": "welcome_back", "channels": ["sms"], "holdout": holdout,
             "schedule": {"trigger": {"event": event, **trigger}}}
-
-
-@pytest.fixture
-def demo(portrayed_demo: Path, tmp_path: Path) -> Workspace:
-    workspace = copy_workspace(portrayed_demo, tmp_path / "ws")
-    with open_engine(workspace) as engine:
-        migrate(engine)
-    return workspace
 
 
 @pytest.mark.parametrize(("schedule", "field", "words"), [

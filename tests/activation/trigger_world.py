@@ -6,12 +6,26 @@ from __future__ import annotations
 
 import itertools
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
-from jingzhun.engine import Engine
+from jingzhun.core import Workspace
+from jingzhun.engine import Engine, open_engine
+from jingzhun.schema import migrate
+from tests.conftest import copy_workspace
 
 _ids = itertools.count()
+
+
+@pytest.fixture(name="demo")
+def demo_fixture(portrayed_demo: Path, tmp_path: Path) -> Workspace:
+    """`demo`: a private, migrated copy of the portrayed demo (import `demo_fixture` into a test module)."""
+    workspace = copy_workspace(portrayed_demo, tmp_path / "ws")
+    with open_engine(workspace) as engine:
+        migrate(engine)
+    return workspace
 
 
 def reachable_persons(engine: Engine, count: int, skip: int = 0) -> list[str]:

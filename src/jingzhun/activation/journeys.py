@@ -37,9 +37,9 @@ from pydantic_core import PydanticCustomError
 
 from jingzhun.activation.campaigns import Span
 from jingzhun.activation.policy import Channel, Purpose
-from jingzhun.core.errors import ConfigError, JingzhunError
+from jingzhun.core.errors import ConfigError
 from jingzhun.core.workspace import Workspace
-from jingzhun.profiles.rules import Problem, parse_rule
+from jingzhun.profiles.rules import Problem, RuleError, parse_rule
 from jingzhun.profiles.tags import read_yaml
 
 ID_PATTERN = r"^[a-z][a-z0-9_]{1,40}$"
@@ -50,17 +50,9 @@ END = "end"  # the path's marker for "left the journey" (journey_transitions.to_
 DOC = "docs/journeys.md"
 
 
-class JourneyError(JingzhunError):
-    """A journey definition is invalid; `problems` lists every finding with its step path."""
-
-    def __init__(self, problems: list[Problem], location: str | Path | None = None) -> None:
-        self.problems = problems
-        super().__init__(
-            "; ".join(f"{p.path}: {p.message}" for p in problems),
-            fix="; ".join(f"{p.path}: {p.fix}" for p in problems if p.fix),
-            field=problems[0].path, location=location,
-            message_zh="；".join(f"{p.path}：{p.message_zh}" for p in problems),
-            fix_zh="；".join(f"{p.path}：{p.fix_zh}" for p in problems if p.fix_zh))
+class JourneyError(RuleError):
+    """A journey definition is invalid; `problems` lists every finding with its step path
+    (the same shape as a rule's problems, which a split's rules add to)."""
 
 
 def _invalid(en: str, zh: str, fix: str, fix_zh: str) -> PydanticCustomError:
@@ -381,8 +373,6 @@ def parse_journey(data: object, location: str | Path | None = None) -> JourneyDe
 
 
 def _rule_problems(definition: JourneyDefinition, index: int) -> list[Problem]:
-    from jingzhun.profiles.rules import RuleError
-
     step = definition.steps[index]
     problems = []
     for b, branch in enumerate(step.split or ()):

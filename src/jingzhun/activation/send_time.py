@@ -7,14 +7,20 @@ zone) over the last `LOOKBACK`:
 - **visits**: each local day-hour in which the person did anything on the web, app or
   mini-program (one unit per day-hour, however many events);
 - **online orders**: each order placed (2 units);
-- **responses**: each message they opened (2) or clicked (3) (`message_events`).
+- **responses**: each message they clicked on a channel, at the send hour the measure stage
+  found best for them (`send_time_preferences`, rebuilt by each pipeline run: imported
+  message history and jingzhun's own sends; 3 units per click, counted for that channel
+  only), and each message opened (2) or clicked (3) since that run (`message_events`).
 
 Each unit is spread ½ on its hour and ¼ on each neighbour (habits are about an hour wide),
 then shrunk toward a prior with `PRIOR_WEIGHT` pseudo-units:
-`score(h) = own(h) + PRIOR_WEIGHT × prior(h)`. The prior is the channel's responses by hour
-across everyone when there are at least `MIN_CHANNEL_RESPONSES` of them, else the pooled
-history of the persons being planned (the segment's hour). So a person with one visit at
-02:00 gets the segment's evening, and one with a dozen lunchtime sessions gets noon.
+`score(h) = own(h) + PRIOR_WEIGHT × prior(h)`. The prior is the **channel's** best hour as
+the measure stage measured it (click rate by send hour over everyone; half the prior, spread
+over it and its neighbours, the segment's hours the other half), else the channel's
+responses by hour in `message_events` when there are at least `MIN_CHANNEL_RESPONSES`,
+else the pooled history of the persons being planned (the **segment's** hour). So a person
+with one visit at 02:00 gets the channel's noon, and one with a dozen evening sessions
+gets their evening.
 
 The best hour is the highest score among the **allowed** hours of the channel: hours that
 lie wholly outside the policy's quiet hours for the message's purpose. `defer_to_best_hours`
@@ -35,7 +41,7 @@ from sqlglot import exp
 from jingzhun.activation.policy import CHANNELS, SendPolicy, literal, parsed_sql
 from jingzhun.collect.collector.tracking import TRACKING_SOURCE_ID
 from jingzhun.core.workspace import Workspace
-from jingzhun.engine import Engine, MaterializeHints, to_local_time
+from jingzhun.engine import Engine, MaterializeHints, json_text, to_local_time
 
 LOOKBACK = timedelta(days=365)
 PRIOR_WEIGHT = 4.0  # pseudo-units of the prior: a person needs a few units at one hour to outvote it
@@ -43,11 +49,19 @@ MIN_CHANNEL_RESPONSES = 100  # responses on a channel (everyone's) before its ho
 KERNEL = ((-1, 0.25), (0, 0.5), (1, 0.25))  # (hour offset, share) each unit is spread over
 WEIGHTS = {"visit": 1.0, "order": 2.0, "opened": 2.0, "clicked": 3.0}
 SEND_TIMES = "activation_send_times"  # scratch: best hours of a plan's persons
+# What send_time_preferences' evidence JSON (written by the measure stage) is read for.
+MEASURED_EVIDENCE = {"hour_clicks": "$.hour_clicks", "source": "$.source", "channel_hour": "$.channel_best_hour"}
 
 BEST_HOURS_SQL = """
 WITH persons_in AS (SELECT DISTINCT person_id FROM (SELECT 1 AS person_id) AS a),
+measured AS (
+  SELECT person_id, channel, best_hour_local AS hour, computed_at,
+    CAST({hour_clicks} AS DOUBLE) AS clicks, {source} AS source, CAST({channel_hour} AS INTEGER) AS channel_hour
+  FROM send_time_preferences
+),
+measured_until AS (SELECT MAX(computed_at) AS at FROM measured),
 units AS (
-  SELECT person_id, hour, CAST(:w_visit AS DOUBLE) AS weight FROM (
+  SELECT person_id, CAST(NULL AS VARCHAR) AS channel, hour, CAST(:w_visit AS DOUBLE) AS weight FROM (
     SELECT DISTINCT rp.person_id, CAST({event_local} AS DATE) AS day, HOUR({event_local}) AS hour
     FROM events AS e
     JOIN record_persons AS rp ON rp.record_kind = 'event' AND rp.record_id = e.message_id
@@ -55,26 +69,36 @@ units AS (
     WHERE e.timestamp > :since AND e.timestamp <= :now AND COALESCE(e.source_id, '') <> :tracking
   ) AS visits
   UNION ALL
-  SELECT rp.person_id, HOUR({order_local}) AS hour, CAST(:w_order AS DOUBLE) AS weight
+  SELECT rp.person_id, CAST(NULL AS VARCHAR) AS channel, HOUR({order_local}) AS hour,
+    CAST(:w_order AS DOUBLE) AS weight
   FROM orders AS o
   JOIN record_persons AS rp ON rp.record_kind = 'order' AND rp.record_id = o.order_id
   JOIN persons_in AS pi ON pi.person_id = rp.person_id
   WHERE o.channel = 'online' AND o.placed_at > :since AND o.placed_at <= :now
   UNION ALL
-  SELECT m.person_id, HOUR({response_local}) AS hour,
+  SELECT m.person_id, CAST(NULL AS VARCHAR) AS channel, HOUR({response_local}) AS hour,
     CASE WHEN m.event_type = 'clicked' THEN :w_clicked ELSE :w_opened END AS weight
   FROM message_events AS m JOIN persons_in AS pi ON pi.person_id = m.person_id
+  CROSS JOIN measured_until AS mu
   WHERE m.event_type IN ('opened', 'clicked') AND m.occurred_at > :since AND m.occurred_at <= :now
+    AND (mu.at IS NULL OR m.occurred_at > mu.at)
+  UNION ALL
+  SELECT ms.person_id, ms.channel, ms.hour, :w_clicked * ms.clicks AS weight
+  FROM measured AS ms JOIN persons_in AS pi ON pi.person_id = ms.person_id
+  WHERE ms.source = 'person' AND ms.clicks > 0
 ),
-observed AS (SELECT person_id, hour, SUM(weight) AS weight FROM units GROUP BY person_id, hour),
+observed AS (SELECT person_id, channel, hour, SUM(weight) AS weight FROM units GROUP BY person_id, channel, hour),
 smoothed AS (
-  SELECT o.person_id, (o.hour + k.shift + 24) % 24 AS hour, SUM(o.weight * k.share) AS score
-  FROM observed AS o CROSS JOIN kernel AS k GROUP BY o.person_id, (o.hour + k.shift + 24) % 24
+  SELECT o.person_id, o.channel, (o.hour + k.shift + 24) % 24 AS hour, SUM(o.weight * k.share) AS score
+  FROM observed AS o CROSS JOIN kernel AS k GROUP BY o.person_id, o.channel, (o.hour + k.shift + 24) % 24
 ),
-totals AS (SELECT person_id, SUM(weight) AS observations FROM observed GROUP BY person_id),
+totals AS (
+  SELECT person_id, SUM(weight) AS observations,
+    SUM(CASE WHEN channel IS NULL THEN weight ELSE 0 END) AS habits FROM observed GROUP BY person_id
+),
 pooled AS (
   SELECT h.hour, COALESCE(SUM(s.score), 0) + 0.01 AS score FROM hours AS h
-  LEFT JOIN smoothed AS s ON s.hour = h.hour GROUP BY h.hour
+  LEFT JOIN smoothed AS s ON s.hour = h.hour AND s.channel IS NULL GROUP BY h.hour
 ),
 responses AS (
   SELECT d.channel, HOUR({response_local}) AS hour, COUNT(*) AS n
@@ -87,13 +111,25 @@ channel_smoothed AS (
   FROM responses AS r CROSS JOIN kernel AS k GROUP BY r.channel, (r.hour + k.shift + 24) % 24
 ),
 channel_totals AS (SELECT channel, SUM(n) AS n FROM responses GROUP BY channel),
+channel_measured AS (
+  SELECT channel, hour FROM (
+    SELECT channel, channel_hour AS hour,
+      ROW_NUMBER() OVER (PARTITION BY channel ORDER BY COUNT(*) DESC, channel_hour) AS pick
+    FROM measured WHERE channel_hour IS NOT NULL GROUP BY channel, channel_hour
+  ) AS ranked WHERE pick = 1
+),
 prior AS (
   SELECT c.channel, h.hour,
-    CASE WHEN COALESCE(ct.n, 0) >= :min_responses
-         THEN COALESCE(cs.score, 0) / ct.n ELSE p.score / (SELECT SUM(score) FROM pooled) END AS share,
-    CASE WHEN COALESCE(ct.n, 0) >= :min_responses THEN 'channel' ELSE 'segment' END AS basis
+    CASE WHEN cm.channel IS NOT NULL
+         THEN (COALESCE(k.share, 0) + p.score / (SELECT SUM(score) FROM pooled)) / 2
+         WHEN COALESCE(ct.n, 0) >= :min_responses THEN COALESCE(cs.score, 0) / ct.n
+         ELSE p.score / (SELECT SUM(score) FROM pooled) END AS share,
+    CASE WHEN cm.channel IS NOT NULL OR COALESCE(ct.n, 0) >= :min_responses THEN 'channel' ELSE 'segment' END
+      AS basis
   FROM channels AS c CROSS JOIN hours AS h
   JOIN pooled AS p ON p.hour = h.hour
+  LEFT JOIN channel_measured AS cm ON cm.channel = c.channel
+  LEFT JOIN kernel AS k ON (cm.hour + k.shift + 24) % 24 = h.hour
   LEFT JOIN channel_totals AS ct ON ct.channel = c.channel
   LEFT JOIN channel_smoothed AS cs ON cs.channel = c.channel AND cs.hour = h.hour
 ),
@@ -103,28 +139,32 @@ prior_best AS (
     FROM prior AS p JOIN allowed AS a ON a.channel = p.channel AND a.hour = p.hour
   ) AS ranked WHERE pick = 1
 ),
+own AS (
+  SELECT s.person_id, a.channel, s.hour, SUM(s.score) AS score
+  FROM smoothed AS s JOIN allowed AS a ON a.hour = s.hour AND (s.channel IS NULL OR s.channel = a.channel)
+  GROUP BY s.person_id, a.channel, s.hour
+),
 candidates AS (
-  SELECT s.person_id, a.channel, s.hour FROM smoothed AS s JOIN allowed AS a ON a.hour = s.hour
+  SELECT person_id, channel, hour FROM own
   UNION
   SELECT pi.person_id, pb.channel, pb.hour FROM persons_in AS pi CROSS JOIN prior_best AS pb
 ),
 scored AS (
-  SELECT c.person_id, c.channel, c.hour, COALESCE(s.score, 0) AS own, p.share, p.basis,
-    COALESCE(s.score, 0) + :prior_weight * p.share AS score,
+  SELECT c.person_id, c.channel, c.hour, COALESCE(o.score, 0) AS own, p.share, p.basis,
     ROW_NUMBER() OVER (PARTITION BY c.person_id, c.channel
-                       ORDER BY COALESCE(s.score, 0) + :prior_weight * p.share DESC, c.hour) AS pick
+                       ORDER BY COALESCE(o.score, 0) + :prior_weight * p.share DESC, c.hour) AS pick
   FROM candidates AS c
   JOIN prior AS p ON p.channel = c.channel AND p.hour = c.hour
-  LEFT JOIN smoothed AS s ON s.person_id = c.person_id AND s.hour = c.hour
+  LEFT JOIN own AS o ON o.person_id = c.person_id AND o.channel = c.channel AND o.hour = c.hour
 ),
 own_best AS (
   SELECT person_id, hour FROM (
-    SELECT person_id, hour, ROW_NUMBER() OVER (PARTITION BY person_id ORDER BY score DESC, hour) AS pick
-    FROM smoothed
+    SELECT person_id, hour, ROW_NUMBER() OVER (PARTITION BY person_id ORDER BY SUM(score) DESC, hour) AS pick
+    FROM smoothed GROUP BY person_id, hour
   ) AS ranked WHERE pick = 1
 )
 SELECT s.person_id, s.channel, CAST(s.hour AS INTEGER) AS best_hour_local, CAST(ob.hour AS INTEGER) AS own_hour,
-  COALESCE(t.observations, 0) AS observations,
+  COALESCE(t.observations, 0) AS observations, COALESCE(t.habits, 0) AS habits,
   CASE WHEN s.own >= :prior_weight * s.share AND s.own > 0 THEN 'person' ELSE s.basis END AS basis,
   s.own / (s.own + :prior_weight * s.share) AS own_share
 FROM scored AS s
@@ -138,7 +178,10 @@ WHERE s.pick = 1
 class SendTimes:
     """Each person's best local hour per channel, with the evidence, and the SQL."""
 
-    hours: pd.DataFrame  # person_id, channel, best_hour_local, own_hour, observations, basis, own_share
+    # person_id, channel, best_hour_local, own_hour (their habits' hour, any channel), observations (units of
+    # evidence), habits (units from visits, orders and recent responses), basis (person | channel | segment),
+    # own_share (the person's part of the best hour's score)
+    hours: pd.DataFrame
     sql: str
 
 
@@ -157,12 +200,14 @@ def allowed_hours(policy: SendPolicy, purpose: str, channel: str) -> list[int]:
 
 def best_hours_sql(persons: exp.Expression, channels: tuple[str, ...], policy: SendPolicy, purpose: str,
                    now: datetime, timezone: str) -> exp.Expression:
-    """SELECT person_id, channel, best_hour_local, own_hour, observations, basis, own_share
-    for the persons of `persons` (a SELECT person_id) on each of `channels`."""
+    """SELECT person_id, channel, best_hour_local, own_hour, observations, habits, basis,
+    own_share for the persons of `persons` (a SELECT person_id) on each of `channels`."""
+    evidence = exp.column("evidence")
     text = BEST_HOURS_SQL.format(
         event_local=to_local_time(exp.column("timestamp", "e"), timezone).sql("duckdb"),
         order_local=to_local_time(exp.column("placed_at", "o"), timezone).sql("duckdb"),
-        response_local=to_local_time(exp.column("occurred_at", "m"), timezone).sql("duckdb"))
+        response_local=to_local_time(exp.column("occurred_at", "m"), timezone).sql("duckdb"),
+        **{name: json_text(evidence, path).sql("duckdb") for name, path in MEASURED_EVIDENCE.items()})
     values = {"since": now - LOOKBACK, "now": now, "tracking": TRACKING_SOURCE_ID,
               "min_responses": MIN_CHANNEL_RESPONSES, "prior_weight": PRIOR_WEIGHT,
               **{f"w_{kind}": weight for kind, weight in WEIGHTS.items()}}
