@@ -192,7 +192,7 @@ def test_item_similarity_matches_an_independent_pandas_computation(shop) -> None
 
 def test_recommender_beats_popularity_on_the_demo(portrayed_demo: Path, tmp_path: Path) -> None:
     """Pooled over six consecutive 60-day windows of the 1,500-person demo. Across demo seeds
-    3, 7 and 11 the recommender's precision@10 was 1.12-1.19x the baseline's, its recall@10
+    3, 7 and 11 the recommender's precision@10 was 1.14-1.19x the baseline's, its recall@10
     1.10-1.14x, its coverage 3.2-3.8x (docs/recommendations.md); the margins asserted are
     below the worst of those, since the demo's identity resolution keeps improving."""
     workspace = copy_workspace(portrayed_demo, tmp_path / "ws")
@@ -253,8 +253,6 @@ def test_cli_for_related_and_evaluate(portrayed_demo: Path, tmp_path: Path) -> N
     judged = run("recommend", "evaluate", "-w", str(demo), "--test-days", "90", "--folds", "1", "-f", "json")
     assert judged.returncode == 0, judged.stderr
     assert {row["model"] for row in json.loads(judged.stdout)} == {"recommender", "popularity"}
-    wrong = run("recommend", "for", person, "-w", str(demo), "--kind", "hot")
-    assert wrong.returncode != 0 and "kind" in wrong.stderr + wrong.stdout
 
 
 # ---- settings and SQL -----------------------------------------------------------------------------
