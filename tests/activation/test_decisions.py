@@ -1,5 +1,5 @@
 """The decision API on the 1,500-person demo: answers from memory equal the stored lists, consent,
-caps, quiet hours, unknown visitors, snapshot swaps, coupons, and the HTTP route of the real app."""
+caps, quiet hours, unknown visitors, snapshot swaps, coupons. Through a real server: tests/web/test_decide.py."""
 
 from __future__ import annotations
 
@@ -281,51 +281,3 @@ def test_refresh_writes_the_current_snapshot_on_disk(world: World) -> None:
     fresh.install(loaded)
     assert [o["product_id"] for o in fresh.decide("home_banner", person, "person_id").offers] == world.expected(person)
     assert meta.sql["offers"].startswith("SELECT") and meta.rows["blocked_app_push"] >= 1
-
-
-# ---- the HTTP route of the real app ------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def app_client(portrayed_demo: Path, tmp_path_factory: pytest.TempPathFactory):
-    from fastapi.testclient import TestClient
-
-    from jingzhun.web import create_app
-    from tests.web.conftest import prepared_workspace
-
-    workspace, keys = prepared_workspace(portrayed_demo, tmp_path_factory.mktemp("decisions-http"))
-    with open_engine(workspace, read_only=True) as engine:
-        person = engine.query("SELECT i.person_id, i.id_value FROM identities AS i WHERE i.id_type = 'phone' AND "
-                              "i.person_id IN (SELECT person_id FROM recommendations) ORDER BY i.person_id LIMIT 1"
-                              ).to_pylist()[0]
-        expected = expected_offers(engine, person["person_id"])
-    with TestClient(create_app(workspace, load_interval=0.05)) as client:
-        yield client, keys, person, expected
-
-
-def test_http_route_answers_from_the_snapshot(app_client) -> None:  # noqa: ANN001
-    client, keys, person, expected = app_client
-    viewer = {"Authorization": f"Bearer {keys['viewer']}", "Accept-Language": "en"}
-    answer = client.post("/api/v1/decide", headers=viewer, json={
-        "identifier": {"type": "phone", "value": national(person["id_value"])}, "placement": "home_banner"})
-    assert answer.status_code == 200, answer.text
-    body = answer.json()
-    assert body["person_id"] == person["person_id"] and [o["product_id"] for o in body["offers"]] == expected
-    assert body["copy"]["en"]["title"] == "Picked for you" and "_copy" not in body["offers"][0]
-    anonymous = client.post("/api/v1/decide", headers=viewer, json={"placement": "home_banner"}).json()
-    assert anonymous["outcome"] == "fallback" and anonymous["person_id"] is None
-    assert client.post("/api/v1/decide", json={"placement": "home_banner"}).status_code == 401
-    wrong = client.post("/api/v1/decide", headers=viewer, json={"placement": "nowhere", "person_id": "x"})
-    assert wrong.status_code == 400 and wrong.json()["error"]["field"] == "placement"
-    invalid = client.post("/api/v1/decide", headers=viewer, json={"placement": "home_banner", "colour": "red"})
-    assert invalid.status_code == 422
-    deadline = time.monotonic() + 20
-    while client.get("/api/v1/decide/status", headers=viewer).json()["log"]["written"] < 2:
-        assert time.monotonic() < deadline, "the decision log was not written"
-        time.sleep(0.2)
-    status = client.get("/api/v1/decide/status", headers=viewer).json()
-    assert status["ready"] and status["snapshot"]["rows"]["persons"] > 1000
-    assert client.post("/api/v1/decide/refresh", headers=viewer).status_code == 403
-    marketer = {"Authorization": f"Bearer {keys['marketer']}"}
-    refreshed = client.post("/api/v1/decide/refresh", headers=marketer).json()
-    assert refreshed["snapshot"]["version"] != status["snapshot"]["version"]

@@ -68,6 +68,7 @@ WHO_MAY: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/analytics/hypotheses"): "analyst",
     ("POST", "/api/v1/sql"): "marketer",
     ("POST", "/api/v1/decide"): "viewer",
+    ("POST", "/v1/decide"): "viewer",  # the decision API at the path: API keys and sessions, no write key
     ("GET", "/api/v1/decide/status"): "viewer",
     ("POST", "/api/v1/decide/refresh"): "marketer",
     **{("GET", f"/api/v1/measure/{name}"): "viewer" for name in ("kpis", "lift", "attribution", "budget")},

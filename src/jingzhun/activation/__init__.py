@@ -49,6 +49,7 @@ from jingzhun.activation.decisions import build_snapshot as build_snapshot
 from jingzhun.activation.decisions import decide_once as decide_once
 from jingzhun.activation.decisions import in_memory as in_memory
 from jingzhun.activation.decisions import load_snapshot as load_snapshot
+from jingzhun.activation.decisions import logged_impressions as logged_impressions
 from jingzhun.activation.decisions import refresh_snapshot as refresh_snapshot
 from jingzhun.activation.decisions import snapshot_fingerprint as snapshot_fingerprint
 from jingzhun.activation.decisions_settings import DecisionSettings as DecisionSettings

@@ -62,6 +62,7 @@ from jingzhun.activation.decisions_settings import (
     load_decision_settings,
 )
 from jingzhun.activation.decisions_snapshot import (
+    IMPRESSIONS_SQL,
     DecisionSnapshot,
     SnapshotMeta,
     current_snapshot,
@@ -72,6 +73,7 @@ from jingzhun.activation.decisions_snapshot import (
     write_snapshot,
 )
 from jingzhun.activation.policy import load_send_policy, quiet_channels
+from jingzhun.activation.recommend_sql import bind
 from jingzhun.core.errors import JingzhunError
 from jingzhun.core.workspace import Workspace
 from jingzhun.engine import Engine
@@ -191,6 +193,15 @@ def refresh_snapshot(engine: Engine, workspace: Workspace, *, now: datetime | No
     return meta
 
 
+def logged_impressions(engine: Engine, workspace: Workspace, *, now: datetime | None = None
+                       ) -> tuple[str, dict[tuple[str, str], int]]:
+    """(today, shown per (person, placement)) from the decision log: what a snapshot read from disk
+    at a restart does not know (decisions made after it was built)."""
+    moment = (now or datetime.now(UTC)).astimezone(ZoneInfo(workspace.config.timezone))
+    rows = engine.query(bind(IMPRESSIONS_SQL, {"day": moment.date()})).to_pylist()
+    return moment.date().isoformat(), {(row["person_id"], row["placement"]): int(row["shown"]) for row in rows}
+
+
 def snapshot_fingerprint(engine: Engine, workspace: Workspace) -> dict[str, str]:
     """What the current snapshot's freshness is judged by (see decisions_snapshot.FINGERPRINT_SQL)."""
     return fingerprint(engine, workspace)
@@ -251,12 +262,22 @@ class Decider:
     def install(self, snapshot: DecisionSnapshot) -> None:
         """Serve `snapshot` from now on; impression counts keep the larger of memory and the log."""
         with self._lock:
-            if snapshot.meta.day == (self._day.isoformat() if self._day else None) or self._day is None:
-                for key, shown in snapshot.impressions.items():
-                    if shown > self._counts.get(key, 0):
-                        self._counts[key] = shown
-                self._day = date.fromisoformat(snapshot.meta.day)
+            self._remember(snapshot.meta.day, snapshot.impressions)
             self.snapshot = snapshot
+
+    def remember(self, day: str, counts: dict[tuple[str, str], int]) -> None:
+        """Impressions of `day` read from the log (`logged_impressions`): each count keeps the larger number."""
+        with self._lock:
+            self._remember(day, counts)
+
+    def _remember(self, day: str, counts: dict[tuple[str, str], int]) -> None:
+        given = date.fromisoformat(day)
+        if self._day is None or given > self._day:  # a later day starts every count again
+            self._counts, self._day = {}, given
+        if given == self._day:
+            for key, shown in counts.items():
+                if shown > self._counts.get(key, 0):
+                    self._counts[key] = shown
 
     # -- one decision --
 

@@ -80,7 +80,8 @@ SELECT person_id, placement, COUNT(*) AS shown FROM decisions
 WHERE day = :day AND person_id IS NOT NULL AND product_ids <> '[]'
 GROUP BY person_id, placement
 """
-# What the snapshot depends on: when one of these changes, the server rebuilds it.
+# What the snapshot depends on: when one of these changes, the server rebuilds it (deliveries: a
+# campaign's sends count toward the frequency caps the marketing placements obey).
 FINGERPRINT_SQL = """
 SELECT 'recommendations' AS source, COUNT(*) AS n, CAST(MAX(computed_at) AS VARCHAR) AS latest FROM recommendations
 UNION ALL SELECT 'related_products', COUNT(*), CAST(MAX(computed_at) AS VARCHAR) FROM related_products
@@ -91,6 +92,7 @@ UNION ALL SELECT 'products', COUNT(*), CAST(MAX(updated_at) AS VARCHAR) FROM pro
 UNION ALL SELECT 'consents', COUNT(*), CAST(MAX(recorded_at) AS VARCHAR) FROM consents
 UNION ALL SELECT 'suppressions', COUNT(*), CAST(MAX(created_at) AS VARCHAR) FROM suppressions
 UNION ALL SELECT 'coupons', COUNT(*), CAST(MAX(issued_at) AS VARCHAR) FROM coupons
+UNION ALL SELECT 'deliveries', COUNT(*), CAST(MAX(scheduled_at) AS VARCHAR) FROM deliveries
 """
 CONFIG_FILES = ("decisions.yaml", "send_policy.yaml", "identity.yaml", "templates")
 

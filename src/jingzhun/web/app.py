@@ -3,6 +3,7 @@
     /health, /v1/*         the Segment collector (write keys)          collect/collector
     /t/c, /t/o, /t/u       tracked clicks, opens, unsubscribes         collect/collector/tracking.py
     /api/v1/*              the REST API (sessions or API keys)         web/api
+    /v1/decide             the decision API (sessions or API keys)     web/api/routes/decide.py
     /docs, /openapi.json   the API's documentation (logged in)         web/console
     /login, /, /static/*   the console                                 web/console
 
@@ -31,6 +32,7 @@ from jingzhun.collect.collector.hooks import AfterLoad
 from jingzhun.core.workspace import Workspace
 from jingzhun.web.api import api_router
 from jingzhun.web.api.deps import AuthCache
+from jingzhun.web.api.routes.decide import decide_v1_router, decisions_lifespan
 from jingzhun.web.client import EngineClient
 from jingzhun.web.console import router as console_router
 from jingzhun.web.engine_process import run_engine_process
@@ -69,7 +71,8 @@ def create_app(workspace: Workspace, *, engine_kind: str | None = None, after_lo
             client.start()
             marker = _mark_server(workspace, server_url)
             try:
-                yield
+                async with decisions_lifespan(app):  # the decision API's snapshot and log need the engine process
+                    yield
             finally:
                 client.close()  # the engine process stops taking calls, then drains the log
                 marker.unlink(missing_ok=True)
@@ -84,6 +87,7 @@ def create_app(workspace: Workspace, *, engine_kind: str | None = None, after_lo
     app.state.login_limiter = LoginLimiter(chosen.login_attempts, chosen.login_window_seconds)
     install_error_handlers(app)
     add_collector_routes(app, workspace)
+    app.include_router(decide_v1_router)  # POST /v1/decide beside the collector: API keys and sessions only
     app.include_router(api_router, prefix=API_PREFIX)
     app.include_router(console_router)
     app.state.openapi_bytes = orjson.dumps(app.openapi())

@@ -19,6 +19,7 @@ as `(call_id, ("json", bytes) | ("file", FileResult) | ("error", ErrorInfo))`.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import pickle
@@ -115,6 +116,10 @@ def run_engine_process(root: str, engine_kind: str | None, names: dict[str, str]
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the server stops us through `stop`, after draining
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING)
+    # Every call's function lives under jingzhun.web.api: import it once, now. Left to the first calls,
+    # two threads unpickling at once import one package cycle from both ends and fail
+    # ("partially initialized module"), as the decision service's start beside an API-key check did.
+    importlib.import_module("jingzhun.web.api")
     workspace = open_workspace(root)
     engines = Engines(workspace, engine_kind)
     gate = HooksGate()

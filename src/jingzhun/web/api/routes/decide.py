@@ -1,4 +1,4 @@
-"""Decisions: `POST /api/v1/decide` — the next best offer and its copy for any identifier, from memory.
+"""Decisions: `POST /api/v1/decide` (also `POST /v1/decide`) — the next best offer and its copy, from memory.
 
 The HTTP process never opens the database, and a decision must not wait for a query. So
 the decision API keeps its answers in this process: the engine process builds a snapshot
@@ -6,12 +6,18 @@ the decision API keeps its answers in this process: the engine process builds a 
 `.jingzhun/decisions/`), this process loads it and swaps it in whole; a request is then
 dictionary lookups and a few compiled templates (`activation.Decider`).
 
-Kept fresh by `DecisionService`, started with the app: it loads the snapshot on disk at
-once, then every `check_seconds` asks the engine process for the inputs' fingerprint
-(row counts and latest times of recommendations, persons, identities, consents,
-suppressions, coupons …, and the definition files) and rebuilds when it changed or the
-snapshot is older than `max_age_seconds`. Decisions are logged in memory and written to
+Kept fresh by `DecisionService`, started inside the app's lifespan once the engine process is
+up (`decisions_lifespan`, entered by web/app.py): it reads the last snapshot on disk and
+serves it if the inputs' fingerprint still matches (row counts and latest times of
+recommendations, persons, identities, consents, suppressions, coupons, deliveries …, and
+the definition files; today's impressions re-read from the log), else builds one first;
+then every `check_seconds` it checks the fingerprint again and rebuilds when it changed or
+the snapshot is older than `max_age_seconds`. Decisions are logged in memory and written to
 `decisions` in batches (every `flush_seconds` or `flush_rows`), after the answer.
+
+The same handler also answers at `/v1/decide`, the path issue 7 names, mounted beside the
+collector's `/v1/*` (`decide_v1_router`). Only the path is shared: it takes API keys and
+sessions like every `/api/v1` route, never a source's write key (a write key only writes events).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from jingzhun.activation import (
     Decider,
     append_decisions,
     load_snapshot,
+    logged_impressions,
     refresh_snapshot,
     snapshot_fingerprint,
 )
@@ -58,6 +65,11 @@ def build_call(ctx: EngineContext) -> dict[str, Any]:
 
 def fingerprint_call(ctx: EngineContext) -> dict[str, str]:
     return snapshot_fingerprint(ctx.engine, ctx.workspace)
+
+
+def impressions_call(ctx: EngineContext) -> dict[str, Any]:
+    day, counts = logged_impressions(ctx.engine, ctx.workspace)
+    return {"day": day, "counts": [[person, placement, shown] for (person, placement), shown in counts.items()]}
 
 
 def append_call(ctx: EngineContext, rows: list[dict]) -> dict[str, int]:
@@ -109,26 +121,39 @@ class DecisionService:
 
     async def _keep_fresh(self) -> None:
         assert self.decider is not None
-        with contextlib.suppress(OSError, JingzhunError):
-            await self._install(await asyncio.to_thread(load_snapshot, self.app.state.workspace))
+        on_disk = None  # the last server's snapshot: served only once its fingerprint proves it current
+        with contextlib.suppress(OSError, ValueError, KeyError, JingzhunError):
+            on_disk = await asyncio.to_thread(load_snapshot, self.app.state.workspace)
         while True:
             try:
-                await self.refresh()
-            except JingzhunError as failure:
-                self.error = failure
+                await self.refresh(candidate=on_disk)
+            except Exception as failure:  # noqa: BLE001 — the loop must outlive any one failed refresh
+                self.error = failure if isinstance(failure, JingzhunError) else JingzhunError(
+                    f"{type(failure).__name__}: {failure}", field="snapshot", fix="see the server's log",
+                    message_zh=f"{type(failure).__name__}: {failure}", fix_zh="请查看服务日志")
                 log.warning("decision snapshot not refreshed: %s", failure)
+            on_disk = None
             await asyncio.sleep(self.decider.settings.check_seconds)
 
-    async def refresh(self, force: bool = False) -> bool:
-        """Rebuild the snapshot if its inputs changed, it is too old, or `force`; True if rebuilt."""
+    async def refresh(self, force: bool = False, candidate: Any = None) -> bool:
+        """Rebuild the snapshot if its inputs changed, it is too old, or `force`; True if rebuilt.
+
+        `candidate` (a snapshot read from disk at start) is installed instead of a rebuild when
+        it is still current: the database may have changed while no server ran (a pipeline, a
+        consent import from the CLI), and a stale snapshot would answer with withdrawn consents.
+        """
         assert self.decider is not None
         async with self._refreshing:
-            current = self.decider.snapshot
+            current = self.decider.snapshot or candidate
             self.last_check = datetime.now(UTC).isoformat()
             if current is not None and not force:
                 age = time.time() - datetime.fromisoformat(current.meta.built_at).timestamp()
                 if age < self.decider.settings.max_age_seconds and \
                         await self._call(fingerprint_call) == current.meta.fingerprint:
+                    if current is not self.decider.snapshot:  # the disk's: add what was shown since it was built
+                        logged = await self._call(impressions_call)
+                        self.decider.remember(logged["day"], {(p, s): n for p, s, n in logged["counts"]})
+                        await self._install(current)
                     return False
             await self._call(build_call)
             await self._install(await asyncio.to_thread(load_snapshot, self.app.state.workspace))
@@ -194,7 +219,7 @@ class DecisionService:
 
 @asynccontextmanager
 async def decisions_lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Started after the app's own lifespan (the engine process is up), stopped before it ends."""
+    """Entered inside the app's lifespan (the engine process is up), left before it ends (the log flushed)."""
     service = app.state.decisions = DecisionService(app)
     await service.start()
     try:
@@ -203,7 +228,8 @@ async def decisions_lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.stop()
 
 
-router = APIRouter(prefix="/decide", tags=["decisions"], lifespan=decisions_lifespan)
+router = APIRouter(prefix="/decide", tags=["decisions"])
+decide_v1_router = APIRouter(tags=["decisions"])  # `/v1/decide`: mounted at the root beside the collector
 
 
 class IdentifierIn(BaseModel):
@@ -250,6 +276,10 @@ async def decide(body: DecideIn, principal: Viewer, request: Request) -> Respons
     if len(decider.log) >= decider.settings.flush_rows:
         service.wake.set()
     return Response(orjson.dumps(decision.as_json()), media_type="application/json")
+
+
+decide_v1_router.add_api_route("/v1/decide", decide, methods=["POST"], name="decide_v1", openapi_extra=COMPUTES,
+                               summary="Decide (at the path issue 7 names)")
 
 
 @router.get("/status")
