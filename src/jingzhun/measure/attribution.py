@@ -229,13 +229,14 @@ def compute_attribution(workspace: Workspace | None, engine: Engine,
     credits = engine.query(rules).to_pandas()
     transitions = engine.query(chain).to_pandas()
     removal = removal_effects(transitions) if not transitions.empty else pd.DataFrame(
-        {"touch_channel": [], "removal_effect": [], "share": []})
+        {"touch_channel": pd.Series([], dtype=object), "removal_effect": pd.Series([], dtype=float),
+         "share": pd.Series([], dtype=float)})
     converting = credits[(credits.model == "linear") & (credits.touch_channel != "(direct)")]
     total_conversions, total_value = float(converting.conversions.sum()), float(converting.value.fillna(0).sum())
     kinds = credits.drop_duplicates("touch_channel").set_index("touch_channel")["touch_kind"]
     markov = pd.DataFrame({
         "model": "markov", "touch_channel": removal["touch_channel"],
-        "touch_kind": removal["touch_channel"].map(kinds).fillna(removal["touch_channel"].str.split(":").str[0]),
+        "touch_kind": removal["touch_channel"].map(kinds).fillna(removal["touch_channel"].astype(str).str.split(":").str[0]),
         "campaign_id": None, "conversions": removal["share"] * total_conversions,
         "value": removal["share"] * total_value})
     frame = pd.concat([credits, markov], ignore_index=True)
