@@ -2,7 +2,8 @@
 
 `api` is the app under `TestClient` (its lifespan starts the real engine process, which
 owns the real DuckDB file); `live_server` is `jingzhun serve` itself, a uvicorn process on
-127.0.0.1, on its own copy. Both live for the whole session: starting one costs seconds.
+127.0.0.1, on its own copy, shared by the server, schemathesis and console tests. Both live for
+the whole session: starting `jingzhun serve` costs 10-20 s on a busy 2-core machine.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ PASSWORDS = {role: f"{role}-pass-2026!" for role in ROLES}
 JINGZHUN = str(Path(sys.executable).with_name("jingzhun"))
 # The demo's send-to-file channel: a campaign run writes an ad-audience file, no server needed.
 DELIVERY = "channels:\n  ads: {adapter: file, folder: exports, hashes: [sha256]}\n"
+# The live server's send policy: the demo records no marketing consents, and under the default
+# opt-in policy a campaign launched in the console would leave everyone out.
+SEND_POLICY = "consent_regime: opt_out\n"
 
 
 def prepared_workspace(portrayed_demo: Path, folder: Path) -> tuple[Workspace, dict[str, str]]:
@@ -107,6 +111,7 @@ class LiveServer:
 @pytest.fixture(scope="session")
 def live_server(portrayed_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     workspace, keys = prepared_workspace(portrayed_demo, tmp_path_factory.mktemp("web-live"))
+    (workspace.definitions_dir / "send_policy.yaml").write_text(SEND_POLICY, encoding="utf-8")
     port = free_port()
     log = (workspace.root / "serve.log").open("ab")
     process = subprocess.Popen([JINGZHUN, "serve", "-w", str(workspace.root), "--port", str(port)],

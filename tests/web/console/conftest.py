@@ -1,19 +1,14 @@
-"""The console under test: `jingzhun serve` on 127.0.0.1 over a copy of the portrayed demo, driven
-by Debian's Chromium through Playwright (headless, no browser download).
+"""The console under test: `jingzhun serve` on 127.0.0.1 over a copy of the portrayed demo (the
+web tests' shared `live_server`: a user and an API key per role, an `ads` channel that writes an
+audience file, an opt-out send policy so a campaign has someone to send to), driven by Debian's
+Chromium through Playwright (headless, no browser download).
 
-The workspace is the web tests' (a user and an API key per role, an `ads` channel that writes
-an audience file) plus an opt-out send policy: the demo records no marketing consents, and
-under the default opt-in policy a campaign would leave everyone out — the test wants sends.
 Every test leaves a screenshot in test-artifacts/console/ (also when it fails).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,19 +16,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.collect.collector.conftest import free_port
-from tests.web.conftest import JINGZHUN, PASSWORDS, prepared_workspace
+from tests.web.conftest import PASSWORDS, LiveServer
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                   "--no-first-run"]
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "console"
 VIEWPORT = {"width": 1400, "height": 900}
-SEND_POLICY = "consent_regime: opt_out\n"
 
-sync_api = pytest.importorskip("playwright.sync_api")
-if not Path(CHROMIUM).exists():  # `make test` installs it (the chromium target)
-    pytest.skip(f"{CHROMIUM} is not installed (make chromium)", allow_module_level=True)
 
 
 @dataclass
@@ -50,31 +40,17 @@ class Console:
 
 
 @pytest.fixture(scope="session")
-def console(portrayed_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
-    workspace, keys = prepared_workspace(portrayed_demo, tmp_path_factory.mktemp("console"))
-    (workspace.definitions_dir / "send_policy.yaml").write_text(SEND_POLICY, encoding="utf-8")
-    port = free_port()
-    log = (workspace.root / "serve.log").open("ab")
-    process = subprocess.Popen([JINGZHUN, "serve", "-w", str(workspace.root), "--port", str(port)],
-                               env={**os.environ, "JINGZHUN_LANG": "en"}, stdout=log, stderr=log)
-    server = Console(f"http://127.0.0.1:{port}", keys, workspace.root)
-    deadline = time.monotonic() + 60
-    while True:  # ready when the engine process answers an API call
-        try:
-            if server.api("GET", "/auth/me").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline and process.poll() is None, (workspace.root / "serve.log").read_text()
-        time.sleep(0.2)
-    yield server
-    process.send_signal(signal.SIGTERM)
-    process.wait(120)
-    log.close()
+def console(live_server: LiveServer) -> Console:
+    return Console(live_server.url, live_server.keys, live_server.workspace.root)
 
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[object]:
+    """Debian's Chromium under Playwright; the tests that need it skip where it is missing (the
+    console's API and message tests need no browser)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():  # `make test` installs it (the chromium target)
+        pytest.skip(f"{CHROMIUM} is not installed (make chromium)")
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as playwright:
