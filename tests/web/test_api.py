@@ -167,6 +167,8 @@ def test_data_area_imports_with_progress_quarantine_and_inventory(api: Api) -> N
     assert one["reason"] and "payload" in one
     findings = api.get("/api/v1/inventory/checks", "viewer", params={"limit": 5}).json()
     assert findings["total"] > 0 and findings["sql"]
+    assert sum(row["findings"] for row in findings["summary"]) == findings["total"]  # all counted, not the page
+    assert rerun(api, findings["sql"]["summary"]) == findings["summary"]
 
 
 def test_a_pipeline_stage_runs_as_a_job_one_at_a_time(api: Api) -> None:

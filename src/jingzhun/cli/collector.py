@@ -77,7 +77,8 @@ def serve(
     hooks = [*(AFTER_LOAD_HOOKS if realtime else ()), *(after_load or ())]
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     app = create_server(opened, engine_kind=engine, after_load=hooks, server_url=f"http://{shown}:{port}")
-    console.print(t("serve.listening", language_of(opened), host=shown, port=port, path=opened.root), highlight=False)
+    console.print(t("serve.listening", language_of(opened), host=shown, port=port, path=opened.root), highlight=False,
+                  soft_wrap=True)  # never break an address across lines (a pipe's console is 80 columns)
     # One worker on purpose: DuckDB allows one writer process (see docs/collector.md).
     uvicorn.run(app, host=host, port=port, log_level=log_level, workers=1, timeout_graceful_shutdown=30)
 

@@ -5,9 +5,10 @@ read its results, switch language — each number checked against SQL or the RES
 from __future__ import annotations
 
 import re
+from datetime import date
 
 from tests.web.conftest import PASSWORDS
-from tests.web.console.conftest import Console, Tab, log_in
+from tests.web.console.conftest import ARTIFACTS, Console, Tab, log_in
 
 
 def sql_count(console: Console, query: str) -> int:
@@ -21,7 +22,7 @@ def number(text: str) -> int:
     return int(re.sub(r"[^\d]", "", text))
 
 
-def test_log_in_with_the_form_and_out_again(fresh_tab: Tab) -> None:
+def test_log_in_with_the_form_and_out_again(console: Console, fresh_tab: Tab) -> None:
     page, url = fresh_tab.page, fresh_tab.url
     page.goto(f"{url}/")
     assert "/login" in page.url  # the console asks for a log-in first
@@ -33,6 +34,11 @@ def test_log_in_with_the_form_and_out_again(fresh_tab: Tab) -> None:
     page.click("#login-submit")
     page.wait_for_selector("#overview-kpis .kpi-value")  # the overview first
     assert "marketer" in page.locator("#who").inner_text()
+    first, last = re.findall(r"\d{4}-\d{2}-\d{2}", page.locator("#overview-kpis > p").inner_text())
+    assert (date.fromisoformat(last) - date.fromisoformat(first)).days == 29  # the last 30 days with orders
+    shown = [number(v) for v in page.locator("#overview-kpis .kpi-value").all_inner_texts()[1:3]]
+    cube = console.api("GET", "/analytics/cube", params={"measure": ["orders", "buyers"], "period": f"{first}..{last}"})
+    assert shown == [cube.json()["items"][0]["orders"], cube.json()["items"][0]["buyers"]] and shown[0] > 0
     fresh_tab.shot("logged-in-overview")
     page.click("#nav a[data-section=persons]")
     page.wait_for_selector("#person-search")
@@ -211,4 +217,6 @@ def test_pages_reference_no_external_url(console: Console, browser: object) -> N
         html = page.goto(f"{console.url}{path}").text() if path != "/login" else \
             context.request.get(f"{console.url}{path}").text()
         assert not re.search(r"""(src|href|action)\s*=\s*["']?(https?:)?//""", html), path
+    page.wait_for_selector(".swagger-ui .opblock")  # the API's docs drawn from the vendored Swagger UI
+    page.screenshot(path=str(ARTIFACTS / "test_pages_reference_no_external_url.png"))
     context.close()

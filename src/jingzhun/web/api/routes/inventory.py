@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
+from sqlglot import exp
 
 from jingzhun.collect import inventory, inventory_checks
 from jingzhun.engine import TableHandle
@@ -27,10 +28,18 @@ def _utc(moment: dt.datetime | None) -> dt.datetime | None:
 
 
 def findings(ctx: EngineContext, as_of: dt.datetime | None, stale_days: int, page: PageParams) -> dict[str, Any]:
+    """A page of findings, and every finding counted by check and severity (the console's chart
+    counts them all, not the page)."""
     with MATERIALIZING:
         handle = inventory_checks.compute_inventory_findings(ctx.engine, as_of=_utc(as_of), stale_days=stale_days,
                                                              timezone=ctx.timezone)
-        return _report(handle, page)
+        counted = (exp.select(exp.column("check", quoted=True), "severity", exp.func("COUNT", exp.Star()).as_("findings"))
+                   .from_(handle.logical_name).group_by(exp.column("check", quoted=True), "severity")
+                   .order_by(exp.column("check", quoted=True), "severity"))
+        answer = _report(handle, page)
+        answer["summary"] = ctx.engine.query(counted).to_pylist()
+        answer["sql"]["summary"] = ctx.engine.render(counted)
+        return answer
 
 
 def on_hand(ctx: EngineContext, as_of: dt.datetime | None, page: PageParams) -> dict[str, Any]:

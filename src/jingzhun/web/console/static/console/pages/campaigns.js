@@ -198,7 +198,9 @@ function actions(id, stored, results) {
         progress: j.progress == null ? "…" : pct(j.progress, 0), step: j.step || "" })));
       if (done.status === "succeeded") {
         const r = done.result || {};
-        clear(status, t("campaigns.launched", { sent: r.sent ?? 0, planned: JSON.stringify(r.planned || {}) }));
+        const planned = Object.entries(r.planned || {})
+          .map(([step, n]) => `${tx(`campaigns.funnel.${step}`, step)} ${fmt(n)}`);
+        clear(status, t("campaigns.launched", { sent: fmt(r.sent ?? 0), planned: planned.join(" · ") || "—" }));
       } else {
         clear(status, errorBox(jobError(done)));
       }

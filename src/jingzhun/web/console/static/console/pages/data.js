@@ -123,16 +123,15 @@ async function quarantineTab() {
 }
 
 async function qualityTab() {
-  const checks = await get("/inventory/checks", { limit: 1000 });
+  const checks = await get("/inventory/checks", { limit: 50 });
   const counts = {};
-  checks.items.forEach((row) => {
-    counts[row.check] = counts[row.check] || { warning: 0, error: 0, info: 0 };
-    counts[row.check][row.severity] = (counts[row.check][row.severity] || 0) + 1;
+  checks.summary.forEach((row) => {
+    counts[row.check] = { ...counts[row.check], [row.severity]: row.findings };
   });
   const names = Object.keys(counts);
-  const severities = [...new Set(checks.items.map((r) => r.severity))];
+  const severities = [...new Set(checks.summary.map((r) => r.severity))];
   return [
-    h("p", { class: "muted" }, t("data.checks_total", { shown: checks.items.length, total: checks.total, listed: 50 })),
+    h("p", { class: "muted" }, t("data.checks_total", { total: checks.total, listed: checks.items.length })),
     chartBox({ legend: { top: 0 }, tooltip: { trigger: "axis" }, xAxis: { type: "category", data: names.map((n) => tx(`data.check.${n}`, n)) },
       yAxis: { type: "value" }, series: severities.map((s) => ({ name: tx(`data.severity.${s}`, s), type: "bar", stack: "all",
         data: names.map((n) => counts[n][s] || 0) })) }),

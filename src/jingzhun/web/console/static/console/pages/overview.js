@@ -1,8 +1,10 @@
-// Overview: this month's KPIs against last month, the monthly trend, the channel mix, the
-// collector's live counts, audiences and campaigns — each number with the SQL behind it.
+// Overview: the last 30 days' KPIs against the 30 days before, the monthly trend, the channel
+// mix, the collector's live counts, audiences and campaigns — each number with the SQL behind it.
 import { analysisChart, card, chartBox, clear, fmt, get, h, kpi, pct, pick, sqlBlock, t, tx } from "../core.js";
 
 const MEASURES = ["gmv", "orders", "buyers", "aov"];
+const WINDOW_DAYS = 30;
+const DAY_MS = 86400000;
 
 function change(now, before) {
   if (typeof now !== "number" || typeof before !== "number" || before === 0) {
@@ -12,14 +14,39 @@ function change(now, before) {
   return h("span", { class: ratio >= 0 ? "up" : "down" }, `${ratio >= 0 ? "▲" : "▼"} ${pct(Math.abs(ratio))}`);
 }
 
-function kpis(trend) {
-  const rows = trend.items;
-  const last = rows[rows.length - 1] || {};
-  const before = rows[rows.length - 2] || {};
+function shifted(day, days) {
+  return new Date(Date.parse(`${day}T00:00:00Z`) + days * DAY_MS).toISOString().slice(0, 10);
+}
+
+/** The window's KPIs and the same measures over the window before it: two cube queries over
+ * day ranges, ending on the latest day with orders (a month that has only begun would compare
+ * a few days with a whole month). */
+async function windows(trend) {
+  const month = (trend.items[trend.items.length - 1] || {}).month;
+  if (!month) {
+    return null;
+  }
+  const days = await get("/analytics/cube", { measure: "orders", by: "day", period: String(month).slice(0, 7),
+    limit: 1000 });
+  if (!days.items.length) {
+    return null;
+  }
+  const last = String(days.items[days.items.length - 1].day).slice(0, 10);
+  const first = shifted(last, 1 - WINDOW_DAYS);
+  const before = [shifted(first, -WINDOW_DAYS), shifted(first, -1)];
+  const [now, base] = await Promise.all([[first, last], before].map(([a, b]) => get("/analytics/cube",
+    { measure: MEASURES, period: `${a}..${b}` })));
+  return { now: now.items[0] || {}, base: base.items[0] || {}, range: [first, last], before,
+    sql: { last_day: days.sql && Object.values(days.sql)[0], current: Object.values(now.sql || {})[0],
+      previous: Object.values(base.sql || {})[0] } };
+}
+
+function kpis(found) {
+  const range = (pair) => `${pair[0]} – ${pair[1]}`;
   return h("div", { class: "kpis", id: "overview-kpis" },
-    MEASURES.map((m) => kpi(t(`overview.${m}`), fmt(last[m], m === "aov" ? 2 : undefined),
-      h("span", {}, change(last[m], before[m]), " ", t("overview.vs_previous", { month: before.month || "—" })))),
-    h("p", { class: "muted" }, t("overview.month_of", { month: last.month || "—" })));
+    MEASURES.map((m) => kpi(t(`overview.${m}`), fmt(found.now[m], m === "aov" ? 2 : undefined),
+      h("span", {}, change(found.now[m], found.base[m]), " ", t("overview.vs_previous", { range: range(found.before) })))),
+    h("p", { class: "muted" }, t("overview.window_of", { range: range(found.range) })));
 }
 
 function mix(answer) {
@@ -49,11 +76,16 @@ export default async function overview(page, args, current) {
   if (!current()) {
     return;
   }
+  const recent = await windows(trend);
+  if (!current()) {
+    return;
+  }
   const gmvTrend = { ...trend.chart, y: ["gmv"], title_zh: "", title_en: "" };
   const latest = campaigns.items.slice(-5).reverse();
   clear(page,
     h("h1", {}, t("nav.overview")),
-    card(t("overview.kpis"), kpis(trend), sqlBlock(trend.sql)),
+    card(t("overview.kpis"), recent ? [kpis(recent), sqlBlock(recent.sql)] : h("p", { class: "muted" },
+      t("common.empty"))),
     h("div", { class: "grid2" },
       card(t("overview.trend"), analysisChart(gmvTrend, trend.items, { columnLabel: () => t("overview.gmv") })),
       card(t("overview.channel_mix"), mix(channels), sqlBlock(channels.sql))),
