@@ -49,6 +49,7 @@ demo: $(VENV)/.installed-base
 	$(BIN)/jingzhun demo generate $(DEMO_DIR) --persons $(DEMO_PERSONS) --seed $(DEMO_SEED)
 	$(BIN)/jingzhun demo load $(DEMO_DIR)
 	$(BIN)/jingzhun pipeline --workspace $(DEMO_DIR)
+	$(BIN)/jingzhun import prospects $(DEMO_DIR)/data/leads/prospects.csv --workspace $(DEMO_DIR)  # for `jingzhun lead` (docs/leads.md)
 	@$(BIN)/jingzhun user add admin --role admin --display-name "Demo admin" --generate-password --update \
 		--workspace $(DEMO_DIR) > $(DEMO_DIR)/.jingzhun/demo-admin.txt
 	@echo

@@ -81,6 +81,7 @@ from jingzhun.activation.leads import list_leads as list_leads
 from jingzhun.activation.leads import record_lead_outcome as record_lead_outcome
 from jingzhun.activation.leads import score_leads as score_leads
 from jingzhun.activation.leads_settings import SalesSettings as SalesSettings
+from jingzhun.activation.leads_settings import install_example_sales as install_example_sales
 from jingzhun.activation.leads_settings import load_sales_settings as load_sales_settings
 from jingzhun.activation.policy import SendPolicy as SendPolicy
 from jingzhun.activation.policy import SendRequest as SendRequest

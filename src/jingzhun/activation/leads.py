@@ -25,7 +25,7 @@ Leads are served from the workspace's DuckDB, like campaigns: assigning needs tr
 from __future__ import annotations
 
 import json
-import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -53,16 +53,18 @@ from jingzhun.activation.leads_sql import (
     scored_sql,
 )
 from jingzhun.activation.policy import literal
-from jingzhun.core.errors import EngineError, JingzhunError
+from jingzhun.activation.sending import locked
+from jingzhun.core.errors import JingzhunError
 from jingzhun.core.workspace import Workspace
 from jingzhun.engine import Engine, MaterializeHints
 from jingzhun.profiles.tags import data_as_of
-from jingzhun.schema.tables import LEAD_ASSIGNMENTS, LEAD_OUTCOMES, LEADS, MODEL_RUNS, SEND_LOCKS
+from jingzhun.schema.tables import LEAD_ASSIGNMENTS, LEAD_OUTCOMES, LEADS, MODEL_RUNS
 
 MODEL = "lead_score"
 FEATURES_TABLE = "leads_features"
 LOCK_ID = "lead_assignment"
 OUTCOMES = ("won", "lost", "no_answer")
+STATUSES = ("open", "won", "lost")
 Outcome = Literal["won", "lost", "no_answer"]
 
 
@@ -117,15 +119,16 @@ def score_leads(workspace: Workspace, engine: Engine, *, as_of: datetime | None 
     _require_leads(engine)
     moment = _utc(as_of) if as_of is not None else _latest(engine)
     scoring = chosen.scoring
-    sql = {FEATURES_TABLE: engine.materialize(FEATURES_TABLE, features_sql(moment, scoring),
+    features = f"{FEATURES_TABLE}_{uuid.uuid4().hex[:12]}"  # two scorers at once keep their own
+    sql = {FEATURES_TABLE: engine.materialize(features, features_sql(moment, scoring),
                                               MaterializeHints(scratch=True)).sql}
     try:
-        matrix = engine.query(matrix_sql(FEATURES_TABLE)).to_pandas()
+        matrix = engine.query(matrix_sql(features)).to_pandas()
         decided = matrix[matrix["status"].isin(["won", "lost"])].assign(won=lambda f: (f["status"] == "won") * 1)
         model, test = _model(decided, scoring.min_training_leads, scoring.test_share, scoring.regularization)
         version = scoring_version(scoring, {"as_of": moment.isoformat(), "decided": len(decided),
                                             "won": int(decided["won"].sum()), "model": model is not None})
-        query = scored_sql(FEATURES_TABLE, model.raw_coefficients() if model else None,
+        query = scored_sql(features, model.raw_coefficients() if model else None,
                            model.centers if model else {}, model.intercept if model else 0.0, version,
                            datetime.now(UTC).replace(microsecond=0), chosen.city_territories(), scoring.fresh_days)
         sql[LEADS.name] = engine.render(query)
@@ -133,7 +136,7 @@ def score_leads(workspace: Workspace, engine: Engine, *, as_of: datetime | None 
         if model is not None:
             _record_model(engine, version, moment, model, test, scoring.fingerprint())
     finally:
-        engine.drop_table(FEATURES_TABLE)
+        engine.drop_table(features)
     statuses = {str(k): int(v) for k, v in matrix["status"].value_counts().sort_index().items()}
     return LeadScoring(moment, version, statuses, test, model, sql)
 
@@ -189,7 +192,8 @@ def _record_model(engine: Engine, version: str, as_of: datetime, model: FittedMo
 
 
 def _locked(engine: Engine, work: Callable[[], object], wait: float = 30.0) -> object:
-    """`work` in a transaction that first updates this module's row of `send_locks`.
+    """`work` in a transaction that first updates this module's row of `send_locks` (campaigns
+    use another row, so sending and assigning never wait for each other).
 
     DuckDB refuses a second transaction's update of the same row ("Conflict on update"),
     so assigners, scorers and outcome writers take turns; the loser retries.
@@ -199,24 +203,7 @@ def _locked(engine: Engine, work: Callable[[], object], wait: float = 30.0) -> o
                         field="engine", fix="run lead commands on the DuckDB engine (the default)",
                         message_zh=f"引擎 {engine.NAME!r} 不支持事务；线索分配在服务端 DuckDB 上进行。",
                         fix_zh="请在 DuckDB 引擎（默认）上运行线索命令")
-    where = exp.column("lock_id").eq(literal(LOCK_ID))
-    if not engine.query(exp.select("lock_id").from_(SEND_LOCKS.name).where(where)).num_rows:
-        engine.write_table(SEND_LOCKS.name, pa.Table.from_pylist(
-            [{"lock_id": LOCK_ID, "counter": 0, "taken_at": None, "holder": None}],
-            schema=pa.schema([("lock_id", pa.string()), ("counter", pa.int64()),
-                              ("taken_at", pa.timestamp("us", tz="UTC")), ("holder", pa.string())])))
-    deadline, pause = time.monotonic() + wait, 0.01
-    while True:
-        try:
-            with engine.transaction():
-                engine.execute(exp.update(SEND_LOCKS.name, {"counter": exp.column("counter") + 1,
-                                                            "taken_at": literal(datetime.now(UTC))}, where=where))
-                return work()
-        except EngineError as failure:
-            if "conflict" not in str(failure).lower() or time.monotonic() > deadline:
-                raise
-            time.sleep(pause)
-            pause = min(pause * 2, 0.25)
+    return locked(engine, work, holder="leads", wait=wait, lock_id=LOCK_ID)
 
 
 # ---- assignment -------------------------------------------------------------------------------
@@ -252,26 +239,30 @@ def assign_leads(workspace: Workspace, engine: Engine, *, now: datetime | None =
     cooled = moment - timedelta(hours=chosen.scoring.no_answer_cooldown_hours)
     round_sql = assign_round_sql(quota, chosen.rep_territories(), chosen.city_territories(), moment, cooled,
                                  chosen.scoring.no_answer_decay, assigned_by)
-    rounds = _locked(engine, lambda: _run_rounds(engine, round_sql, quota))
+    rounds, ids = _locked(engine, lambda: _run_rounds(engine, round_sql, quota))  # type: ignore[misc]
+    mine = exp.column("assignment_id", "a").isin(*map(literal, ids)) if ids else exp.false()
     made = engine.query(exp.select("a.*", "l.contact_name", "l.city", "l.intent_tags")
                         .from_(f"{LEAD_ASSIGNMENTS.name} AS a").join(f"{LEADS.name} AS l", on="l.lead_id = a.lead_id")
-                        .where(exp.column("assigned_at", "a").eq(literal(moment)))
+                        .where(mine)
                         .order_by("a.rep_id", exp.Ordered(this=exp.column("score", "a"), desc=True))).to_pandas()
     per_rep = {rep.id: int((made["rep_id"] == rep.id).sum()) for rep in reps}
-    return LeadAssignment(moment, made, per_rep, int(rounds), engine.render(round_sql))  # type: ignore[call-overload]
+    return LeadAssignment(moment, made, per_rep, rounds, engine.render(round_sql))
 
 
-def _run_rounds(engine: Engine, round_sql: exp.Expression, quota: list[tuple[str, int, date, int]]) -> int:
-    """Rounds until none assigns anything, then the checks; a failed check rolls it all back."""
-    rounds, limit = 0, sum(q for _, q, _, _ in quota) + 1
+def _run_rounds(engine: Engine, round_sql: exp.Expression,
+                quota: list[tuple[str, int, date, int]]) -> tuple[int, list[str]]:
+    """Rounds until none assigns anything, then the checks; a failed check rolls it all back.
+    Returns the rounds run and the ids of the assignments this run made."""
+    rounds, limit, ids = 0, sum(q for _, q, _, _ in quota) + 1, []
     while rounds < limit:
         rounds += 1
         picked = engine.query(round_sql)
         if not picked.num_rows:
             break
         engine.write_table(LEAD_ASSIGNMENTS.name, picked)
+        ids += picked.column("assignment_id").to_pylist()
     _check_assignments(engine, quota)
-    return rounds
+    return rounds, ids
 
 
 def _check_assignments(engine: Engine, quota: list[tuple[str, int, date, int]]) -> None:
@@ -295,13 +286,16 @@ def _check_assignments(engine: Engine, quota: list[tuple[str, int, date, int]]) 
 
 
 def record_lead_outcome(engine: Engine, lead_id: str, outcome: str, *, rep_id: str | None = None,
-                        note: str | None = None, recorded_by: str = "cli",
-                        now: datetime | None = None) -> dict[str, object]:
+                        note: str | None = None, recorded_by: str = "cli", now: datetime | None = None,
+                        settings: SalesSettings | None = None) -> dict[str, object]:
     """Record what the rep holding `lead_id` got: won, lost or no_answer; closes the assignment.
 
     Won and lost are final (the lead leaves the pool and teaches the next scoring);
     no_answer returns the lead to the pool after the cool-down, with a lower priority.
+    With `settings`, a `rep_id` that is not in sales.yaml is refused by name.
     """
+    if settings is not None and rep_id is not None:
+        require_rep(settings, rep_id)
     if outcome not in OUTCOMES:
         raise LeadError(f"unknown outcome {outcome!r}.", field="outcome", fix=f"use one of: {', '.join(OUTCOMES)}",
                         message_zh=f"未知的结果 {outcome!r}。", fix_zh="可选：won（成交）、lost（失败）、no_answer（未接通）")
@@ -314,7 +308,7 @@ def _close(engine: Engine, lead_id: str, outcome: str, rep_id: str | None, note:
     held = engine.query(exp.select("assignment_id", "rep_id").from_(LEAD_ASSIGNMENTS.name).where(
         exp.and_(exp.column("lead_id").eq(literal(lead_id)), exp.column("closed_at").is_(exp.null())))).to_pylist()
     if not held:
-        raise LeadError(f"lead {lead_id!r} is not assigned to anyone now.", field="LEAD",
+        raise LeadError(f"lead {lead_id!r} is not assigned to anyone now.", field="lead",
                         fix="record outcomes of assigned leads (`jingzhun lead list --assigned`)",
                         message_zh=f"线索 {lead_id!r} 当前未分配给任何人。",
                         fix_zh="只能为已分配的线索记录结果（`jingzhun lead list --assigned`）")
@@ -333,6 +327,16 @@ def _close(engine: Engine, lead_id: str, outcome: str, rep_id: str | None, note:
                else {"status": literal(outcome), "status_source": literal("rep")})
     engine.execute(exp.update(LEADS.name, changes, where=exp.column("lead_id").eq(literal(lead_id))))
     return row
+
+
+def require_rep(settings: SalesSettings, rep_id: str) -> None:
+    """Refuse a rep id that sales.yaml does not list, naming the ones it does."""
+    if settings.rep(rep_id) is None:
+        known = ", ".join(rep.id for rep in settings.reps) or "none yet"
+        raise LeadError(f"unknown sales rep {rep_id!r}.", field="rep",
+                        fix=f"use a rep id from definitions/sales.yaml ({known})",
+                        message_zh=f"未知的销售代表 {rep_id!r}。",
+                        fix_zh=f"请使用 definitions/sales.yaml 中的销售 id（{known}）")
 
 
 # ---- listing --------------------------------------------------------------------------------
@@ -359,8 +363,15 @@ def leads_sql(status: str | None = "open", rep_id: str | None = None, assigned: 
 
 
 def list_leads(engine: Engine, *, status: str | None = "open", rep_id: str | None = None,
-               assigned: bool | None = None, limit: int = 50) -> tuple[pd.DataFrame, str]:
-    """The leads asked for, best first, and the SQL that listed them."""
+               assigned: bool | None = None, limit: int = 50,
+               settings: SalesSettings | None = None) -> tuple[pd.DataFrame, str]:
+    """The leads asked for, best first, and the SQL that listed them (with `settings`, an
+    unknown `rep_id` is refused rather than listing nothing)."""
+    if settings is not None and rep_id is not None:
+        require_rep(settings, rep_id)
+    if status is not None and status not in STATUSES:
+        raise LeadError(f"unknown lead status {status!r}.", field="status", fix=f"use one of: {', '.join(STATUSES)}, all",
+                        message_zh=f"未知的线索状态 {status!r}。", fix_zh="可选：open（进行中）、won（成交）、lost（失败）、all（全部）")
     if not engine.table_exists(LEADS.name):
         return pd.DataFrame(), ""
     query = leads_sql(status, rep_id, assigned, limit)

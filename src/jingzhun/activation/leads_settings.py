@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Literal
 
@@ -34,9 +35,34 @@ from jingzhun.core.workspace import Workspace
 from jingzhun.profiles.tags import read_yaml
 
 SALES_FILE = "sales.yaml"
+EXAMPLE_FILE = Path(__file__).with_name("leads_example.yaml")
 SALES_DOC = ConfigFile(f" in {SALES_FILE}", f"{SALES_FILE} 中", "docs/leads.md")
 OTHER = "other"  # the territory of a city no territory lists
 ANY = "*"
+
+
+class SalesFileProblem(ValueError):
+    """A check across keys of sales.yaml, said in both languages (pydantic keeps it in the error's ctx)."""
+
+    def __init__(self, key: str, message: str, fix: str, message_zh: str, fix_zh: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key, self.message, self.fix, self.message_zh, self.fix_zh = key, message, fix, message_zh, fix_zh
+
+    def config_error(self, location: Path | str) -> ConfigError:
+        return ConfigError(f"{self.message.rstrip('.')} (`{self.key}` in {SALES_FILE}).", fix=self.fix,
+                           field=self.key, location=location,
+                           message_zh=f"{SALES_FILE} 中 `{self.key}`：{self.message_zh}", fix_zh=self.fix_zh)
+
+
+# What to write instead, per key (the last part of its path), for errors pydantic words.
+FIXES: dict[str, tuple[str, str]] = {
+    "quota": ("give a whole number of new leads per period, from 0 (none) to 10000",
+              "填写每个周期的新线索数：0（不分配）到 10000 的整数"),
+    "period": ("use `day` or `week`", "请使用 `day`（每天）或 `week`（每周）"),
+    "id": ("use letters, digits, `_`, `.` or `-` (at most 64)", "请使用字母、数字、`_`、`.` 或 `-`（最多 64 个）"),
+    "territories": ("list at least one territory (or `*` for all)", "至少列出一个区域（`*` 表示全部）"),
+    "cities": ("list at least one city, as the leads spell it (e.g. 上海市)", "至少列出一个城市，写法与线索一致（如 上海市）"),
+}
 
 
 class _Strict(BaseModel):
@@ -101,18 +127,26 @@ class SalesSettings(_Strict):
         ids: set[str] = set()
         for index, rep in enumerate(self.reps):
             if rep.id in ids:
-                raise ValueError(f"reps.{index}.id: {rep.id!r} is listed twice; give each rep one entry.")
+                raise SalesFileProblem(
+                    f"reps.{index}.id", f"rep {rep.id!r} is listed twice.", "give each rep one entry",
+                    f"销售 {rep.id!r} 出现了两次。", "每位销售只写一条")
             ids.add(rep.id)
             unknown = [name for name in rep.territories if name not in known]
             if unknown:
-                raise ValueError(f"reps.{index}.territories: {unknown[0]!r} is not a territory "
-                                 f"(use one of: {', '.join(sorted(known))}).")
+                choices = ", ".join(sorted(known))
+                raise SalesFileProblem(
+                    f"reps.{index}.territories", f"rep {rep.id!r} names territory {unknown[0]!r}, which is not defined.",
+                    f"use one of: {choices}; or add `{unknown[0]}:` with its cities under territories",
+                    f"销售 {rep.id!r} 的区域 {unknown[0]!r} 未定义。",
+                    f"请使用：{choices}；或在 territories 下添加 `{unknown[0]}:` 及其城市")
         seen: dict[str, str] = {}
         for name, territory in self.territories.items():
             for city in territory.cities:
                 if city in seen:
-                    raise ValueError(f"territories.{name}.cities: {city!r} is already in {seen[city]!r}; "
-                                     "a city belongs to one territory.")
+                    raise SalesFileProblem(
+                        f"territories.{name}.cities", f"city {city!r} is already in territory {seen[city]!r}.",
+                        "list each city in one territory only", f"城市 {city!r} 已属于区域 {seen[city]!r}。",
+                        "每个城市只能属于一个区域")
                 seen[city] = name
         return self
 
@@ -134,6 +168,17 @@ class SalesSettings(_Strict):
         return next((rep for rep in self.reps if rep.id == rep_id), None)
 
 
+def install_example_sales(workspace_root: Path, *, overwrite: bool = False) -> Path | None:
+    """Write the example team (leads_example.yaml: four territories, five reps) as
+    definitions/sales.yaml, unless the file exists; the path written, or None."""
+    target = Path(workspace_root) / "definitions" / SALES_FILE
+    if target.exists() and not overwrite:
+        return None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(EXAMPLE_FILE, target)
+    return target
+
+
 def load_sales_settings(workspace: Workspace) -> SalesSettings:
     """The workspace's sales.yaml; the defaults (no reps, default scoring) when it is absent."""
     path = workspace.definitions_dir / SALES_FILE
@@ -146,7 +191,14 @@ def parse_sales_settings(data: object, location: Path | str = SALES_FILE) -> Sal
     try:
         return SalesSettings.model_validate(data or {})
     except ValidationError as invalid:
-        raise config_error(invalid.errors()[0], location, SalesSettings, SALES_DOC) from None
+        first = invalid.errors()[0]
+        problem = first.get("ctx", {}).get("error")
+        if isinstance(problem, SalesFileProblem):
+            raise problem.config_error(location) from None
+        key = ".".join(str(part) for part in first["loc"])
+        last = str(first["loc"][-1]) if first["loc"] else ""
+        fixes = {key: FIXES[last]} if last in FIXES else None
+        raise config_error(first, location, SalesSettings, SALES_DOC, fixes) from None
 
 
 def scoring_version(settings: ScoringSettings, data: dict[str, object]) -> str:

@@ -5,7 +5,10 @@
    import's won if converted by then, else lost once `review_days + outcome_days` have
    passed, else open), the instant its features are measured at (open: the scoring
    instant; decided: when it was reviewed, `review_days` after creation, or earlier if
-   decided earlier), and the features: freshness, intent and fit.
+   decided earlier), and the features: freshness, intent and fit. Every feature is
+   what was known at that instant: the last activity counts only if it came before it
+   (else the creation does), a customer is someone who had ordered by then, a member
+   someone who had joined by then — so replaying a past day sees no later data.
 2. `scored_sql` — the features with the fitted logistic model applied in SQL (its
    coefficients inlined), split into the log-odds each group contributes.
 3. `assign_round_sql` — one round of handing out leads: every rep with quota left wants
@@ -24,6 +27,7 @@ from sqlglot import exp
 from jingzhun.activation.leads_settings import OTHER, ScoringSettings
 from jingzhun.activation.policy import literal
 from jingzhun.engine import parse_sql
+from jingzhun.engine.base import check_table_name
 
 # (feature, group, SQL over the features table `f`): what the model may learn from.
 FEATURES: tuple[tuple[str, str, str], ...] = (
@@ -36,7 +40,7 @@ FEATURES: tuple[tuple[str, str, str], ...] = (
     ("source_ad_click", "intent", "CASE WHEN f.source = 'ad_click' THEN 1 ELSE 0 END"),
     ("log_product_views", "intent", "LN(1 + f.product_views)"),
     ("log_livestream_views", "intent", "LN(1 + f.livestream_views)"),
-    ("existing_customer", "fit", "CASE WHEN f.person_id IS NOT NULL THEN 1 ELSE 0 END"),
+    ("existing_customer", "fit", "CASE WHEN f.orders_before > 0 THEN 1 ELSE 0 END"),
     ("member", "fit", "CASE WHEN f.is_member THEN 1 ELSE 0 END"),
     ("company", "fit", "CASE WHEN f.company IS NOT NULL THEN 1 ELSE 0 END"),
     ("city_has_store", "fit", "CASE WHEN f.city_has_store THEN 1 ELSE 0 END"),
@@ -52,7 +56,7 @@ WITH raw AS (
     attributes->>'$.company' AS company, attributes->>'$.city' AS city,
     attributes->>'$.status' AS import_status, attributes->>'$.pages_viewed' AS pages_text,
     attributes->>'$.price_checks' AS checks_text, attributes->>'$.sample_requested' AS sample_text
-  FROM source_records WHERE kind = 'lead'
+  FROM {records} WHERE kind = 'lead'
 ),
 latest AS (
   SELECT * FROM (
@@ -82,15 +86,15 @@ unanswered AS (
 ),
 judged AS (
   SELECT c.*, COALESCE(u.no_answers, 0) AS no_answers,
-    c.created_at + INTERVAL (:review_days) DAY AS reviewed_at,
+    c.created_at + INTERVAL {review_days} DAY AS reviewed_at,
     CASE WHEN r.lead_id IS NOT NULL THEN r.outcome
          WHEN c.import_status = 'won' AND c.converted_at <= :as_of THEN 'won'
-         WHEN c.created_at + INTERVAL (:window_days) DAY <= :as_of THEN 'lost'
+         WHEN c.created_at + INTERVAL {window_days} DAY <= :as_of THEN 'lost'
          ELSE 'open' END AS status,
     CASE WHEN r.lead_id IS NOT NULL THEN 'rep' ELSE 'import' END AS status_source,
     CASE WHEN r.lead_id IS NOT NULL THEN r.recorded_at
          WHEN c.import_status = 'won' AND c.converted_at <= :as_of THEN c.converted_at
-         WHEN c.created_at + INTERVAL (:window_days) DAY <= :as_of THEN c.created_at + INTERVAL (:window_days) DAY
+         WHEN c.created_at + INTERVAL {window_days} DAY <= :as_of THEN c.created_at + INTERVAL {window_days} DAY
     END AS decided_at
   FROM current_leads AS c
   LEFT JOIN rep_decided AS r ON r.lead_id = c.lead_id
@@ -108,13 +112,21 @@ owners AS (
   JOIN persons AS p ON p.person_id = i.person_id AND p.status = 'active'
   GROUP BY m.lead_id
 ),
+purchases AS (
+  SELECT o.lead_id, COUNT(*) AS orders_before FROM owners AS o
+  JOIN measured AS m ON m.lead_id = o.lead_id
+  JOIN record_persons AS rp ON rp.record_kind = 'order' AND rp.person_id = o.person_id
+  JOIN orders AS od ON od.order_id = rp.record_id
+  WHERE od.placed_at <= m.measured_at AND COALESCE(od.status, '') <> 'cancelled'
+  GROUP BY o.lead_id
+),
 views AS (
   SELECT o.lead_id, COUNT(*) AS product_views FROM owners AS o
   JOIN measured AS m ON m.lead_id = o.lead_id
   JOIN record_persons AS rp ON rp.record_kind = 'event' AND rp.person_id = o.person_id
   JOIN events AS e ON e.message_id = rp.record_id
   WHERE e.event IN ('Product Viewed', 'Product Added') AND e."timestamp" <= m.measured_at
-    AND e."timestamp" > m.measured_at - INTERVAL (:intent_days) DAY
+    AND e."timestamp" > m.measured_at - INTERVAL {intent_days} DAY
   GROUP BY o.lead_id
 ),
 livestreams AS (
@@ -122,13 +134,14 @@ livestreams AS (
   JOIN measured AS m ON m.lead_id = o.lead_id
   JOIN record_persons AS rp ON rp.record_kind = 'source_record' AND rp.person_id = o.person_id
   JOIN source_records AS s ON s.record_id = rp.record_id AND s.kind = 'livestream_view'
-  WHERE s.occurred_at <= m.measured_at AND s.occurred_at > m.measured_at - INTERVAL (:intent_days) DAY
+  WHERE s.occurred_at <= m.measured_at AND s.occurred_at > m.measured_at - INTERVAL {intent_days} DAY
   GROUP BY o.lead_id
 ),
 store_cities AS (SELECT DISTINCT city FROM stores WHERE city IS NOT NULL),
 ages AS (
-  SELECT m.*, DATE_DIFF('second', LEAST(COALESCE(m.last_activity_at, m.created_at), m.measured_at),
-                        m.measured_at) / 86400.0 AS days_since_activity
+  SELECT m.*, CAST(DATE_DIFF('second', CASE WHEN m.last_activity_at <= m.measured_at THEN m.last_activity_at
+                                           ELSE m.created_at END, m.measured_at) AS DOUBLE) / 86400
+    AS days_since_activity  -- a DOUBLE: 86400.0 would make it a DECIMAL in DuckDB, rounded
   FROM measured AS m
 )
 SELECT a.lead_id, a.record_id, o.person_id, a.contact_name, a.company, a.city, a.source, a.created_at,
@@ -137,9 +150,13 @@ SELECT a.lead_id, a.record_id, o.person_id, a.contact_name, a.company, a.city, a
   CASE WHEN a.days_since_activity <= :fresh_days THEN 1.0
        ELSE POWER(0.5, (a.days_since_activity - :fresh_days) / :half_life_days) END AS freshness,
   COALESCE(v.product_views, 0) AS product_views, COALESCE(l.livestream_views, 0) AS livestream_views,
-  pt.member_id IS NOT NULL AS is_member, sc.city IS NOT NULL AS city_has_store
+  COALESCE(b.orders_before, 0) AS orders_before,
+  COALESCE(pt.member_id IS NOT NULL AND (pt.member_since IS NULL OR pt.member_since <= a.measured_at), FALSE)
+    AS is_member,
+  sc.city IS NOT NULL AS city_has_store
 FROM ages AS a
 LEFT JOIN owners AS o ON o.lead_id = a.lead_id
+LEFT JOIN purchases AS b ON b.lead_id = a.lead_id
 LEFT JOIN views AS v ON v.lead_id = a.lead_id
 LEFT JOIN livestreams AS l ON l.lead_id = a.lead_id
 LEFT JOIN person_traits AS pt ON pt.person_id = o.person_id
@@ -157,12 +174,17 @@ INTENT_TAGS_SQL = """'[' || CONCAT_WS(',',
     CASE WHEN f.days_since_activity <= :fresh_days THEN '"active_recently"' END) || ']'"""
 
 
-def features_sql(as_of: datetime, settings: ScoringSettings) -> exp.Expression:
-    """Every lead's status and features as of `as_of` (see the module docstring)."""
-    values = {"as_of": as_of, "review_days": settings.review_days,
-              "window_days": settings.review_days + settings.outcome_days, "intent_days": settings.intent_days,
-              "fresh_days": float(settings.fresh_days), "half_life_days": float(settings.half_life_days)}
-    return exp.replace_placeholders(parse_sql(FEATURES_SQL), **{k: literal(v) for k, v in values.items()})
+def features_sql(as_of: datetime, settings: ScoringSettings, records: str = "source_records") -> exp.Expression:
+    """Every lead's status and features as of `as_of` (see the module docstring).
+
+    `records` is the table holding the imported lead rows (`source_records`; the parity
+    test gives both engines the same rows under another name).
+    """
+    days = {"review_days": int(settings.review_days), "intent_days": int(settings.intent_days),
+            "window_days": int(settings.review_days + settings.outcome_days)}  # whole days: Spark wants INTERVAL n DAY
+    query = parse_sql(FEATURES_SQL.format(records=check_table_name(records), **days))
+    values = {"as_of": as_of, "fresh_days": float(settings.fresh_days), "half_life_days": float(settings.half_life_days)}
+    return exp.replace_placeholders(query, **{k: literal(v) for k, v in values.items()})
 
 
 def matrix_sql(features: str) -> exp.Expression:

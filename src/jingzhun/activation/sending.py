@@ -193,16 +193,18 @@ def run_exists(engine: Engine, campaign_id: str, run_id: str) -> bool:
 # ---- the lock -----------------------------------------------------------------------------------
 
 
-def locked(engine: Engine, work: Callable[[], object], holder: str, wait: float = LOCK_WAIT) -> object:
-    """Run `work` in a transaction that first takes the send lock; retry while another holds it."""
-    _ensure_lock_row(engine)
+def locked(engine: Engine, work: Callable[[], object], holder: str, wait: float = LOCK_WAIT,
+           lock_id: str = LOCK_ID) -> object:
+    """Run `work` in a transaction that first takes the send lock (or another row of `send_locks`,
+    e.g. the lead assigner's); retry while another holds it."""
+    _ensure_lock_row(engine, lock_id)
     deadline, pause = time.monotonic() + wait, 0.02
     while True:
         try:
             with engine.transaction():
                 engine.execute(exp.update(SEND_LOCKS.name, {
                     "counter": exp.column("counter") + 1, "taken_at": literal(datetime.now(UTC)),
-                    "holder": literal(holder)}, where=exp.column("lock_id").eq(literal(LOCK_ID))))
+                    "holder": literal(holder)}, where=exp.column("lock_id").eq(literal(lock_id))))
                 return work()
         except EngineError as failure:
             if "conflict" not in str(failure).lower() or time.monotonic() > deadline:
@@ -211,12 +213,12 @@ def locked(engine: Engine, work: Callable[[], object], holder: str, wait: float 
             pause = min(pause * 2, 0.5)
 
 
-def _ensure_lock_row(engine: Engine) -> None:
+def _ensure_lock_row(engine: Engine, lock_id: str = LOCK_ID) -> None:
     query = (exp.select(exp.func("COUNT", exp.Star()).as_("n")).from_(SEND_LOCKS.name)
-             .where(exp.column("lock_id").eq(literal(LOCK_ID))))
+             .where(exp.column("lock_id").eq(literal(lock_id))))
     if not int(engine.query(query).column("n")[0].as_py()):
         engine.write_table(SEND_LOCKS.name, pa.table({
-            "lock_id": [LOCK_ID], "counter": pa.array([0], pa.int64()),
+            "lock_id": [lock_id], "counter": pa.array([0], pa.int64()),
             "taken_at": pa.array([None], pa.timestamp("us", tz="UTC")), "holder": pa.array([None], pa.string())}))
 
 

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from jingzhun.activation import install_starter_templates
+from jingzhun.activation import install_example_sales, install_starter_templates
 from jingzhun.cli.common import (
     EngineOption,
     WorkspaceOption,
@@ -164,6 +164,7 @@ def demo_generate(
         summary = generate_demo(opened.root, persons=persons, seed=seed, start=first_day,
                                 end=last_day, progress=report, views_per_visit=views_per_visit)
     install_starter_templates(opened.root, brand_zh="精准", brand_en="Jingzhun", site_url=DEMO_SITE)
+    install_example_sales(opened.root)  # the demo's sales team, for `jingzhun lead assign`
     console.print(_files_by_source(summary.files, opened.root, language))
     console.print(t("demo.done", language, path=opened.root, seconds=summary.seconds))
 

@@ -65,6 +65,12 @@ def database_in_use(failure: duckdb.IOException, argv: list[str]) -> JingzhunErr
 
     workspace = _workspace_from(argv)
     server = running_server(workspace) if workspace is not None else None
+    if workspace is not None and server is None:  # no server here: another command holds it
+        return JingzhunError(
+            "the database is held by another process (e.g. another jingzhun command): DuckDB lets one "
+            "process open it at a time.", field="workspace", fix="wait for it to finish and run this command again",
+            message_zh="数据库正被另一个进程（如另一条 jingzhun 命令）占用：DuckDB 同一时间只允许一个进程打开它。",
+            fix_zh="请等它结束后再运行本命令")
     where = f" (pid {server['pid']}, {server.get('url') or 'its address'})" if server else ""
     command = _command_of(argv)
     api = next((API_INSTEAD[key] for key in (command, command.split(" ")[0]) if key in API_INSTEAD), None)
