@@ -30,8 +30,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize
-from scipy.special import betaln, digamma, gammaln, hyp2f1
 from threadpoolctl import threadpool_limits
 
 from jingzhun.core.errors import JingzhunError
@@ -74,6 +72,8 @@ def _bgnbd_terms(params: np.ndarray, x: np.ndarray, t_x: np.ndarray,
     With ln L = A1 + A2 + ln(e^A3 + e^A4), the last term's derivative weighs those of A3
     and A4 by their shares w3, w4 (w4 = 0 without repeat purchases).
     """
+    from scipy.special import betaln, digamma, gammaln  # scipy is imported only by a fit
+
     r, alpha, a, b = params
     repeat = x > 0
     b_x1 = np.where(repeat, b + x - 1, 1.0)  # only used where x > 0
@@ -102,6 +102,8 @@ def gamma_gamma_log_likelihood(params: np.ndarray, x: np.ndarray, mean_value: np
 def _gamma_gamma_terms(params: np.ndarray, x: np.ndarray,
                        mean_value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each repeat customer's Gamma-Gamma log-likelihood and its gradient in (p, q, gamma)."""
+    from scipy.special import digamma, gammaln
+
     p, q, gamma = params
     px = p * x
     log_m, log_x, log_gm = np.log(mean_value), np.log(x), np.log(gamma + mean_value * x)
@@ -135,6 +137,8 @@ def _maximize(terms: Terms, start: np.ndarray, columns: list[np.ndarray], weight
     L-BFGS-B with the analytic gradient converges in a few dozen evaluations to where
     finite differences and a Nelder-Mead polish took hundreds to tens of thousands.
     """
+    from scipy.optimize import minimize
+
     def negative(log_params: np.ndarray) -> tuple[float, np.ndarray]:
         params = np.exp(log_params)
         with np.errstate(all="ignore"):
@@ -202,6 +206,8 @@ def probability_alive(params: BetaGeoParams, x: np.ndarray, t_x: np.ndarray, big
 def expected_purchases(params: BetaGeoParams, t: float, x: np.ndarray, t_x: np.ndarray,
                        big_t: np.ndarray) -> np.ndarray:
     """E[purchases in the next t periods | x, t_x, T] (Fader, Hardie & Lee 2005, eq. 10)."""
+    from scipy.special import hyp2f1
+
     x, t_x, big_t = (np.asarray(v, dtype=float) for v in (x, t_x, big_t))
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
     z = t / (alpha + big_t + t)
@@ -223,6 +229,8 @@ def expected_spend(params: GammaGammaParams, x: np.ndarray, mean_value: np.ndarr
 def population_expected_purchases(params: BetaGeoParams, t: np.ndarray) -> np.ndarray:
     """E[purchases in (0, t]] for a customer picked at random at their first purchase
     (Fader, Hardie & Lee 2005, eq. 9): the curve the calibration fit is plotted against."""
+    from scipy.special import hyp2f1
+
     t = np.asarray(t, dtype=float)
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
     tail = (alpha / (alpha + t)) ** r * hyp2f1(r, b, a + b - 1, t / (alpha + t))

@@ -25,9 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 from threadpoolctl import threadpool_limits
 
 from jingzhun.core.errors import JingzhunError
@@ -91,6 +88,8 @@ def tree_params(spec: ModelSpec) -> dict[str, Any]:
 
 def _trees(spec: ModelSpec) -> Any:
     if spec.estimator == "sklearn":
+        from sklearn.ensemble import HistGradientBoostingClassifier  # ~1 s: only when fitting
+
         return HistGradientBoostingClassifier(**tree_params(spec))
     try:
         from lightgbm import LGBMClassifier
@@ -114,6 +113,8 @@ def build_classifier(spec: ModelSpec) -> Any:
     trees = _trees(spec)
     if spec.calibration == "none":
         return trees
+    from sklearn.calibration import CalibratedClassifierCV
+
     # cv=3 without shuffling: folds follow the (sorted) row order, so fits repeat exactly.
     return CalibratedClassifierCV(trees, method=spec.calibration, cv=3)
 
@@ -132,6 +133,8 @@ def predict(model: Any, features: np.ndarray, threads: int = FIT_THREADS) -> np.
 
 def evaluate(labels: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
     """AUC, Brier score, log loss, top-decile lift and reliability bins on one test set."""
+    from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+
     labels = labels.astype(int)
     base_rate = float(labels.mean()) if len(labels) else float("nan")
     both = len(np.unique(labels)) == 2
