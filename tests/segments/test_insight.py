@@ -37,7 +37,13 @@ from jingzhun.segments.insight import (
     outcome_sql,
     tags_at_sql,
 )
-from jingzhun.segments.insight_stats import lift_from_ratio, rate_ratio_interval, wilson_interval
+from jingzhun.segments.insight_stats import (
+    _Z,
+    CONFIDENCE,
+    lift_from_ratio,
+    rate_ratio_interval,
+    wilson_interval,
+)
 from tests.profiles.test_rules import arrow_rows
 from tests.segments.conftest import person_truth
 
@@ -178,6 +184,11 @@ def test_a_population_restricts_the_comparison(store) -> None:
 
 
 # ---- intervals against independent computations ------------------------------------------------
+
+
+def test_the_z_written_as_a_number_is_the_confidence_level() -> None:
+    z = float(stats.norm.ppf(0.5 + CONFIDENCE / 2))  # insight_stats does not import scipy at start
+    assert z == _Z
 
 
 @pytest.mark.parametrize(("successes", "total"), [(0, 5), (1, 7), (3, 10), (12, 40), (40, 40)])

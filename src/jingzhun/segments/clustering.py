@@ -28,12 +28,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pandas as pd
-from sklearn.cluster import KMeans
-from sklearn.metrics import silhouette_score
 from sqlglot import exp
 from threadpoolctl import threadpool_limits
 
@@ -41,6 +39,9 @@ from jingzhun.core.errors import JingzhunError
 from jingzhun.engine import Engine, parse_sql
 from jingzhun.profiles.scores_features import CATALOGUE_CTES, product_categories
 from jingzhun.segments.portrait_matrix import CATEGORICAL_TRAITS, NUMERIC_TRAITS, portrait_matrix
+
+if TYPE_CHECKING:  # scikit-learn takes ~1 s to import: only a clustering run pays for it
+    from sklearn.cluster import KMeans
 
 CATEGORY_MIX = "category_mix"  # every catalogue category's share, one feature each
 SHARE_PREFIX = "category_share:"
@@ -452,8 +453,7 @@ def fit_clusters(
     model = models[chosen]
     if selection is not None:
         with threadpool_limits(FIT_THREADS):
-            model = KMeans(chosen, init=model.cluster_centers_, n_init=1,
-                           random_state=random_state).fit(matrix)
+            model = _kmeans(chosen, random_state, init=model.cluster_centers_, n_init=1).fit(matrix)
     return ClusterFit(_by_size(model.labels_), chosen, silhouettes)
 
 
@@ -469,13 +469,17 @@ def _too_few_profiles(distinct: int, wanted: int) -> ClusteringError:
                   "请减少分群数，或加入能区分客户的特征")
 
 
-def _kmeans(k: int, random_state: int) -> KMeans:
-    return KMeans(n_clusters=k, n_init=N_INIT, random_state=random_state)
+def _kmeans(k: int, random_state: int, init: str | np.ndarray = "k-means++", n_init: int = N_INIT) -> KMeans:
+    from sklearn.cluster import KMeans
+
+    return KMeans(n_clusters=k, init=init, n_init=n_init, random_state=random_state)
 
 
 def _silhouette(matrix: np.ndarray, labels: np.ndarray, random_state: int) -> float:
     if len(np.unique(labels)) < 2 or len(np.unique(labels)) >= len(labels):
         return float("nan")
+    from sklearn.metrics import silhouette_score
+
     return float(silhouette_score(matrix, labels, random_state=random_state))
 
 

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-from sklearn.model_selection import StratifiedKFold, train_test_split
 from threadpoolctl import threadpool_limits
 
 from jingzhun.profiles.scores_models import RANDOM_STATE, ModelSpec, fit_classifier
@@ -31,7 +29,9 @@ PERMUTATION_ROWS = 10_000
 # took 3.8 s on one thread and 42 s on two, OpenMP's workers busy-waiting.
 FIT_THREADS = 1
 MIN_CLASS_ROWS = 10  # fewer converters (or non-converters) than this: no classifier
-_Z = float(stats.norm.ppf(0.5 + CONFIDENCE / 2))
+# scipy.stats.norm.ppf(0.5 + CONFIDENCE / 2) as a number: scipy is imported by the
+# functions that run tests, not by every process that imports this module.
+_Z = 1.959963984540054
 
 
 # ---- statistics ----------------------------------------------------------------------------
@@ -104,6 +104,8 @@ def _quantile_bin(values: np.ndarray, known: np.ndarray, high: bool) -> tuple[np
 def _feature_bin(values: np.ndarray, y: np.ndarray) -> tuple[np.ndarray | None, str, float]:
     """(holders, bin text, rank AUC): a 0/1 feature's holders; a number's top fifth when
     converters rank higher on it (Mann-Whitney AUC >= 0.5), else its bottom fifth."""
+    from scipy import stats
+
     known = ~np.isnan(values)
     if np.isin(values[known], (0.0, 1.0)).all():
         return values == 1, "= 1", math.nan
@@ -131,6 +133,8 @@ def univariate(frame: pd.DataFrame, y: np.ndarray) -> pd.DataFrame:
 
 
 def _with_rates(table: pd.DataFrame, persons: int, converters: int) -> pd.DataFrame:
+    from scipy import stats
+
     n1, c1 = table["holders"].to_numpy(np.float64), table["holder_converters"].to_numpy(np.float64)
     n0, c0 = persons - n1, converters - c1
     base = converters / persons
@@ -167,6 +171,8 @@ class Importances:
 
 def rank_auc(y: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """AUC from ranks (Mann-Whitney), over the last axis: one per row of `scores`."""
+    from scipy import stats
+
     ranks = stats.rankdata(scores, axis=-1)
     positives = y == 1
     n1 = int(positives.sum())
@@ -195,6 +201,8 @@ def _fold_rows(hold: np.ndarray, y: np.ndarray, limit: int) -> np.ndarray:
     """At most `limit` rows of a fold, stratified, for the permutation importance."""
     if len(hold) <= limit:
         return hold
+    from sklearn.model_selection import train_test_split
+
     return train_test_split(hold, train_size=limit, stratify=y[hold], random_state=RANDOM_STATE)[0]
 
 
@@ -208,6 +216,8 @@ def importances(values: np.ndarray, y: np.ndarray, folds: int = FOLDS, repeats: 
     the demo (19 big spenders in it) the order of the person ids alone moved the holdout
     AUC from 0.83 to 0.78 and the first feature from `aov` to an age band.
     """
+    from sklearn.model_selection import StratifiedKFold
+
     empty = np.full(values.shape[1], np.nan)
     if min(int(y.sum()), int(len(y) - y.sum())) < max(MIN_CLASS_ROWS, folds):
         return Importances(empty, empty, None, 0)

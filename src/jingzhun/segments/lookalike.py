@@ -36,7 +36,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 from sqlglot import exp
 
 from jingzhun.core.errors import JingzhunError
@@ -425,6 +424,8 @@ def _rank(
 
 
 def _auc(positives: np.ndarray, unlabelled: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
     labels = np.concatenate([np.ones(len(positives)), np.zeros(len(unlabelled))])
     return float(roc_auc_score(labels, np.concatenate([positives, unlabelled])))
 
