@@ -34,8 +34,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
-from scipy import stats
-from scipy.spatial.distance import jensenshannon
 from sqlglot import exp
 
 from jingzhun.analytics.result import Analysis, AnalyticsError, Chart
@@ -252,6 +250,9 @@ def dimension_test(dimension: str, rows: pd.DataFrame) -> dict[str, Any]:
                               "younger_chance": math.nan, "verdict": "too_few"}
     if min(a.sum(), b.sum()) < MIN_KNOWN:
         return result
+    from scipy import stats  # imported by the test that needs it, not by every jingzhun process
+    from scipy.spatial.distance import jensenshannon
+
     used = (a + b) > 0
     result["js_distance"] = float(jensenshannon(a / a.sum(), b / b.sum(), base=2))
     if used.sum() >= 2:

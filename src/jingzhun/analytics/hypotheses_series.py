@@ -14,7 +14,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from sqlglot import exp
 
 from jingzhun.analytics.behaviour_common import LINE_CATEGORY, bind, local_day
@@ -148,6 +147,8 @@ def welch(base: np.ndarray, current: np.ndarray) -> tuple[float | None, float | 
     base, current = base[~np.isnan(base)], current[~np.isnan(current)]
     if len(base) < 2 or len(current) < 2 or (np.std(base) == 0 and np.std(current) == 0):
         return None, None, None
+    from scipy import stats  # imported by the test that needs it, not by every jingzhun process
+
     result = stats.ttest_ind(current, base, equal_var=False)
     pooled = np.sqrt(((len(base) - 1) * np.var(base, ddof=1) + (len(current) - 1) * np.var(current, ddof=1))
                      / (len(base) + len(current) - 2))

@@ -28,7 +28,6 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
-from scipy.stats import norm
 
 from jingzhun.analytics.behaviour_common import (
     DEFAULT_TIMEZONE,
@@ -176,6 +175,8 @@ def seasonality(engine: Engine, *, dimension: str = "gender", holidays: Sequence
     Returns:
         `Analysis` "seasonality": one row per (holiday,) segment × category, best lift first.
     """
+    from scipy.stats import norm  # imported by the analysis, not by every jingzhun process
+
     _check(dimension, holidays, window_days, confidence)
     check_range(start, end)
     bounds = _line_days(engine, timezone) if start is None or end is None else (start, end)
