@@ -32,8 +32,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import brentq, least_squares
-from scipy.signal import lfilter
 
 from jingzhun.core.workspace import Workspace
 from jingzhun.engine import Engine, parse_sql
@@ -75,6 +73,8 @@ class Curve:
 
 def adstock(spend: np.ndarray, decay: float) -> np.ndarray:
     """Geometric adstock (the carry-over starts at zero): the recursion as a first-order IIR filter."""
+    from scipy.signal import lfilter  # scipy is imported by a fit, not by every jingzhun process
+
     return lfilter([1.0], [1.0, -decay], np.asarray(spend, dtype=float))
 
 
@@ -98,6 +98,8 @@ def fit_curve(spend: np.ndarray, y: np.ndarray, start: Curve | None = None) -> t
                            "first three weeks).", field="ad_spend", fix="import more ad-spend history",
                            message_zh="有投放和转化的天数太少，无法拟合响应曲线（前三周之后至少需要 30 天）。",
                            fix_zh="请导入更长的广告投放历史")
+    from scipy.optimize import least_squares
+
     guesses = [start] if start is not None else [_grid_start(spend, y, mask, d) for d in DECAY_GRID]
     best = None
     for guess in guesses:
@@ -196,6 +198,8 @@ def allocate(curves: list[Curve], total: float, lower: np.ndarray, upper: np.nda
     low = min(float(c.marginal(u)) for c, u in zip(curves, upper, strict=True)) / 2
     if spend(low).sum() <= total:  # even at the lowest marginal return every channel is at its cap
         return upper.astype(float)
+    from scipy.optimize import brentq
+
     level = brentq(lambda m: spend(m).sum() - total, low, high, xtol=1e-12, maxiter=200)
     return spend(level)
 

@@ -33,14 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from sqlglot import exp
-from statsmodels.stats.power import NormalIndPower
-from statsmodels.stats.proportion import (
-    confint_proportions_2indep,
-    proportion_effectsize,
-    proportions_ztest,
-)
 
 from jingzhun.core.workspace import Workspace
 from jingzhun.engine import Engine, parse_sql, to_local_time
@@ -109,6 +102,9 @@ class Arms:
 
 def rate_test(arms: Arms, alpha: float = 0.05) -> dict[str, float]:
     """Rates, their difference (Newcombe interval), ratio (log interval), lift and the z test."""
+    # statsmodels and scipy are imported by the tests that use them, not by every jingzhun process.
+    from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
+
     p_t, p_c = arms.x_t / arms.n_t, arms.x_c / arms.n_c
     low, high = confint_proportions_2indep(arms.x_t, arms.n_t, arms.x_c, arms.n_c, method="newcomb",
                                            compare="diff", alpha=alpha, correction=False)
@@ -136,6 +132,8 @@ def welch_test(arms: Arms, alpha: float = 0.05) -> dict[str, float]:
     if se == 0:
         return {"gmv_t": mean_t, "gmv_c": mean_c, "gmv_diff": diff, "gmv_low": diff, "gmv_high": diff,
                 "gmv_p": 1.0 if diff == 0 else 0.0}
+    from scipy import stats
+
     df = (se2_t + se2_c) ** 2 / ((se2_t**2) / max(arms.n_t - 1, 1) + (se2_c**2) / max(arms.n_c - 1, 1))
     half = stats.t.ppf(1 - alpha / 2, df) * se
     return {"gmv_t": mean_t, "gmv_c": mean_c, "gmv_diff": diff, "gmv_low": diff - half, "gmv_high": diff + half,
@@ -168,6 +166,9 @@ def msprt(x_t: np.ndarray, n_t: np.ndarray, x_c: np.ndarray, n_c: np.ndarray, ta
 def sample_size(baseline: float, relative_lift: float, alpha: float = 0.05, power: float = 0.8,
                 holdout: float = 0.1) -> dict[str, int]:
     """Treated and held-out units needed to detect `relative_lift` over `baseline` conversion."""
+    from statsmodels.stats.power import NormalIndPower
+    from statsmodels.stats.proportion import proportion_effectsize
+
     _check_rate(baseline)
     effect = proportion_effectsize(min(baseline * (1 + relative_lift), 0.999999), baseline)
     ratio = holdout / (1 - holdout)
@@ -181,6 +182,8 @@ def minimum_detectable_lift(baseline: float, n_t: int, n_c: int, alpha: float = 
     _check_rate(baseline)
     if n_t < 2 or n_c < 2:
         return math.inf
+    from scipy import stats
+
     # Cohen's h under the normal approximation (what NormalIndPower solves, less the far tail).
     h = (stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) * math.sqrt(1 / n_t + 1 / n_c)
     treated = math.sin(min(math.asin(math.sqrt(baseline)) + h / 2, math.pi / 2)) ** 2
