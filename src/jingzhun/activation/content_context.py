@@ -17,8 +17,6 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from pypinyin import Style, lazy_pinyin
-
 from jingzhun.activation.content_templates import ContentSettings, MessageTemplate, ProductSource
 from jingzhun.activation.coupons import discount_label, money_text
 from jingzhun.activation.person_batch import lit
@@ -263,16 +261,23 @@ def surname_pinyin(surname: str) -> str:
     """Lin, Ouyang, Zeng: the surname as an English message writes it."""
     if surname in SURNAME_PINYIN:
         return SURNAME_PINYIN[surname]
-    return "".join(lazy_pinyin(surname, style=Style.NORMAL)).capitalize()
+    return _pinyin(surname)
 
 
 @lru_cache(maxsize=4096)
 def given_pinyin(given: str) -> str:
-    return "".join(lazy_pinyin(given, style=Style.NORMAL)).capitalize()
+    return _pinyin(given)
 
 
 @lru_cache(maxsize=1024)
 def place_pinyin(place: str) -> str:
     """深圳市 -> Shenzhen: a city as an English message writes it."""
     core = place.removesuffix("市").removesuffix("省") if len(place) > 2 else place
-    return "".join(lazy_pinyin(core, style=Style.NORMAL)).capitalize() if core else ""
+    return _pinyin(core) if core else ""
+
+
+def _pinyin(text: str) -> str:
+    """王静怡 -> Wangjingyi: toneless pinyin run together, capitalized."""
+    from pypinyin import Style, lazy_pinyin  # 0.5 s of phrase tables: loaded when first used
+
+    return "".join(lazy_pinyin(text, style=Style.NORMAL)).capitalize()

@@ -37,9 +37,8 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, final
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, final
 
-import httpx
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlglot import exp
@@ -50,6 +49,9 @@ from jingzhun.core.errors import ConfigError
 from jingzhun.core.workspace import Workspace
 from jingzhun.engine import Engine, parse_sql
 from jingzhun.profiles.tags import read_yaml
+
+if TYPE_CHECKING:  # httpx is imported by the webhook adapter, not by every jingzhun process
+    import httpx
 
 DELIVERY_FILE = "delivery.yaml"
 DELIVERY_DOC = ConfigFile(f" in {DELIVERY_FILE}", f"{DELIVERY_FILE} 中", "docs/campaigns.md")
@@ -349,6 +351,8 @@ class WebhookAdapter(DeliveryAdapter):
                                 fix="set secret_env (an environment variable) or secret_file in delivery.yaml",
                                 message_zh=f"{settings.url} 的 webhook 没有签名密钥。",
                                 fix_zh="在 delivery.yaml 中设置 secret_env（环境变量）或 secret_file")
+        import httpx
+
         self.settings, self.secret = settings, secret
         self.client = httpx.Client(timeout=settings.timeout)
 
@@ -365,6 +369,8 @@ class WebhookAdapter(DeliveryAdapter):
         })
 
     def _send(self, message: Outgoing) -> Outcome:
+        import httpx
+
         body = self.payload(message)
         error = "not sent"
         for attempt in range(1, self.settings.retries + 2):
