@@ -38,8 +38,8 @@ from jingzhun.collect.collector.spec import (
     messages_of,
     parse_body,
 )
-from jingzhun.collect.collector.tracking import add_tracking_routes
 from jingzhun.collect.collector.tracking_plan import PlanChecker, load_tracking_plans
+from jingzhun.collect.collector.tracking_routes import add_tracking_routes
 from jingzhun.collect.collector.write_keys import Source, hash_key, load_write_keys
 from jingzhun.core.workspace import Workspace
 from jingzhun.engine import Engine, open_engine
