@@ -1,8 +1,9 @@
 """Placeholder times (1970-01-01, 2099-12-31) parse as valid times: they are quarantined,
 not stored decades away from the order they date."""
 
-from datetime import date, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -24,7 +25,8 @@ def write_orders(path: Path, placed: dict[str, str]) -> Path:
 
 def test_placeholder_times_are_quarantined_with_the_window(workspace: Workspace, engine: Engine,
                                                            tmp_path: Path) -> None:
-    tomorrow, after = date.today() + timedelta(days=1), date.today() + timedelta(days=3)
+    today = datetime.now(ZoneInfo(workspace.config.timezone)).date()  # the window is in the workspace's days
+    tomorrow, after = today + timedelta(days=1), today + timedelta(days=3)
     path = write_orders(tmp_path / "orders.jsonl", {
         "epoch": "1970-01-01T00:00:00", "excel": "1900-01-01 00:00:00", "far": "2099-12-31 00:00:00",
         "soon": f"{after} 00:00:00", "first": "1990-01-01 00:00:00", "real": "2025-05-01 10:00:00",
