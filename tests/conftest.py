@@ -193,11 +193,13 @@ def copy_workspace(source: Path, target: Path) -> Workspace:
     return open_workspace(target)
 
 
-# The identify, portray and segment tests run every engine-parametrized test on Spark too; on a
-# 2-core CI machine that alone takes longer than the whole suite should. `make test` runs
-# their direct DuckDB-vs-Spark comparisons (`both_engines`) and the pipeline parity
-# harness (tests/test_parity.py) on Spark; `make test-spark-full` runs every variant.
-_FULL_SPARK_DIRS = ("tests/identity/", "tests/profiles/", "tests/segments/")
+# The importers', identify, portray and segment tests run every engine-parametrized test on
+# Spark too; on a 2-core CI machine that alone takes longer than the whole suite should.
+# `make test` runs their direct DuckDB-vs-Spark comparisons (`both_engines`: the importers'
+# and the inventory's parity tests among them) and the pipeline parity harness
+# (tests/test_parity.py) on Spark; `make test-spark-full` runs every variant.
+_FULL_SPARK_DIRS = ("tests/collect/importers/", "tests/collect/test_", "tests/identity/", "tests/profiles/",
+                    "tests/segments/")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
