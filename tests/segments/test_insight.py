@@ -320,8 +320,11 @@ def test_the_demo_high_value_customers_drive_big_spend(demo_insights) -> None:
     high_value = truth["is_high_value"].reindex(frame.index).astype("boolean").fillna(False).astype(bool)
     converted = frame["converted"] == 1
     assert high_value[converted].mean() > 4 * high_value.mean()  # the planted value flag
-    first, top = insight.features.iloc[0], insight.features.head(3)
-    assert first["feature"] in {"aov", "gmv_total", "gmv_365d", "gmv_90d"} and first["lift_low"] > 2, top
+    # a spend trait leads among the top three (the personas' ages also tell big spenders apart:
+    # with the identity and portrait changes of December 2026, "age >= 44" ranks first here)
+    top = insight.features.head(3)
+    spend = top[top["feature"].isin({"aov", "gmv_total", "gmv_365d", "gmv_90d"})]
+    assert len(spend) and spend.iloc[0]["lift_low"] > 2, top[["feature", "lift", "lift_low"]]
     # the planted 1.5x order value: aov's own lift is strong, and the classifier ranks it near
     # the top (its permutation importance is within 0.001 of days_since_last_order's and
     # gmv_365d's on the 1,500-person demo, so its place among them varies between machines)
