@@ -91,10 +91,10 @@ def run_splink_alone(members: pa.Table, review_threshold: float) -> tuple[float,
     db_api = DuckDBAPI(connection)
     linker = Linker(db_api.register(members), model.splink_settings(), log_level=None)
     training = linker.training
-    training.estimate_probability_two_random_records_match(list(model.PRIOR_RULES), recall=model.PRIOR_RECALL)
+    training.estimate_probability_two_random_records_match(list(model.prior_rules()), recall=model.PRIOR_RECALL)
     pairs = min(model.U_MAX_PAIRS, members.num_rows * (members.num_rows - 1) / 2)
     training.estimate_u_using_random_sampling(max_pairs=pairs, seed=model.SEED, num_chunks=1)
-    for rule in model.TRAINING_BLOCKING:
+    for rule in model.training_blocking():
         training.estimate_parameters_using_expectation_maximisation(rule)
     scored = linker.inference.predict(threshold_match_probability=review_threshold, warning_mode="never")
     rows = scored.as_pyarrow_table().num_rows

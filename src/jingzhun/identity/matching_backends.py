@@ -17,15 +17,17 @@ the scored pairs back as a table the engine can query; then it cleans up.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import duckdb
 import pyarrow as pa
-from splink.internals.database_api import DatabaseAPI
-from splink.internals.splink_dataframe import SplinkDataFrame
 
 from jingzhun.engine import Engine
 from jingzhun.identity.matching_model import MatchingError
+
+if TYPE_CHECKING:  # splink is imported by the run's `_open`, not by every jingzhun process
+    from splink.internals.database_api import DatabaseAPI
+    from splink.internals.splink_dataframe import SplinkDataFrame
 
 SCORED = "identity_match_scored"
 

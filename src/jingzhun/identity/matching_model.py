@@ -23,15 +23,19 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from functools import cache
+from importlib.metadata import version
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import splink
-from splink import Linker, SettingsCreator, block_on
-from splink.internals.database_api import DatabaseAPI
-from splink.internals.splink_dataframe import SplinkDataFrame
 
 from jingzhun.core.errors import JingzhunError
+
+if TYPE_CHECKING:  # splink takes ~0.5 s to import: only matching runs pay for it
+    from splink import SettingsCreator
+    from splink.internals.blocking_rule_creator import BlockingRuleCreator
+    from splink.internals.database_api import DatabaseAPI
+    from splink.internals.splink_dataframe import SplinkDataFrame
 
 log = logging.getLogger(__name__)
 
@@ -102,22 +106,41 @@ COMPARISONS: tuple[Comparison, ...] = (
     )),
 )
 
-# Pairs scored: each rule is an equi-join, so the work grows with duplicates, not n².
-PREDICT_BLOCKING = (
-    block_on("phone"),
-    block_on("birthday", "gender"),
-    block_on("name_pinyin", "province"),
-    "l.name = r.name_swapped",  # 张思晗 / 张晗思 with no birthday to block on
-)
-# One EM session per rule; each field's m is the median over the sessions that could
-# estimate it (a field in the rule is fixed), so each must start sensibly. Splink starts
-# a session at the prior times the Bayes factor of the level that is an exact match on
-# each blocked column. For `province` that level is "same province, other city", which
-# duplicates never reach (m ≈ 0): the session began at λ ≈ 1e-16, settled on "a
-# duplicate always shares its phone" (m = 1.0), and the median of that and the birthday
-# session's 0.74 put a new phone at -3.0 bits instead of -2.0. `city` has its own level.
-TRAINING_BLOCKING = (block_on("birthday", "gender"), block_on("phone"), block_on("name_pinyin", "city"))
-PRIOR_RULES = (block_on("phone"), block_on("name", "birthday"))
+
+@cache
+def predict_blocking() -> tuple[BlockingRuleCreator | str, ...]:
+    """Pairs scored: each rule is an equi-join, so the work grows with duplicates, not n²."""
+    from splink import block_on
+
+    return (
+        block_on("phone"),
+        block_on("birthday", "gender"),
+        block_on("name_pinyin", "province"),
+        "l.name = r.name_swapped",  # 张思晗 / 张晗思 with no birthday to block on
+    )
+
+
+@cache
+def training_blocking() -> tuple[BlockingRuleCreator | str, ...]:
+    """The EM sessions, one per rule: each field's m is the median over the sessions that
+    could estimate it (a field in the rule is fixed), so each must start sensibly."""
+    from splink import block_on
+
+    # Splink starts a session at the prior times the Bayes factor of the level that is an
+    # exact match on each blocked column. For `province` that level is "same province,
+    # other city", which duplicates never reach (m ≈ 0): the session began at λ ≈ 1e-16,
+    # settled on "a duplicate always shares its phone" (m = 1.0), and the median of that
+    # and the birthday session's 0.74 put a new phone at -3.0 bits instead of -2.0.
+    # `city` has its own level.
+    return (block_on("birthday", "gender"), block_on("phone"), block_on("name_pinyin", "city"))
+
+
+@cache
+def prior_rules() -> tuple[BlockingRuleCreator | str, ...]:
+    """Pairs that share a phone, or a name and a birthday (`PRIOR_RECALL` of duplicates)."""
+    from splink import block_on
+
+    return (block_on("phone"), block_on("name", "birthday"))
 
 
 class MatchingError(JingzhunError):
@@ -126,11 +149,13 @@ class MatchingError(JingzhunError):
 
 def splink_settings() -> SettingsCreator:
     """The untrained model: which fields to compare and which pairs to score."""
+    from splink import SettingsCreator
+
     return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name=UNIQUE_ID,
         comparisons=[_splink_comparison(comparison) for comparison in COMPARISONS],
-        blocking_rules_to_generate_predictions=list(PREDICT_BLOCKING),
+        blocking_rules_to_generate_predictions=list(predict_blocking()),
         additional_columns_to_retain=["email"],
         retain_intermediate_calculation_columns=True,
     )
@@ -149,14 +174,16 @@ def _splink_comparison(comparison: Comparison) -> dict[str, Any]:
 
 def train_model(db_api: DatabaseAPI, records: str | pa.Table, record_count: int) -> dict[str, Any]:
     """Estimate the model on `records` without labels; return it as Splink's JSON dict."""
+    from splink import Linker
+
     with quiet_splink():
         linker = Linker(db_api.register(records), splink_settings(), log_level=None)
         training = linker.training
-        training.estimate_probability_two_random_records_match(list(PRIOR_RULES), recall=PRIOR_RECALL)
+        training.estimate_probability_two_random_records_match(list(prior_rules()), recall=PRIOR_RECALL)
         pairs = max(1.0, min(U_MAX_PAIRS, record_count * (record_count - 1) / 2))
         # One chunk: on Spark every chunk is several jobs, and 3e6 pairs fit in memory.
         training.estimate_u_using_random_sampling(max_pairs=pairs, seed=SEED, num_chunks=1)
-        for rule in TRAINING_BLOCKING:
+        for rule in training_blocking():
             try:
                 training.estimate_parameters_using_expectation_maximisation(rule)
             except ValueError as failed:
@@ -208,7 +235,7 @@ def model_version(model: dict[str, Any]) -> str:
     # Parallel sums may differ in the last bits between runs; 8 digits are the model.
     text = json.dumps(_rounded(stable), sort_keys=True, default=str)
     digest = hashlib.sha256(text.encode()).hexdigest()
-    return f"splink-{splink.__version__}-{digest[:12]}"
+    return f"splink-{version('splink')}-{digest[:12]}"
 
 
 def _rounded(value: Any) -> Any:
@@ -223,6 +250,8 @@ def _rounded(value: Any) -> Any:
 
 def predict(db_api: DatabaseAPI, records: str | pa.Table, model: dict[str, Any], threshold: float) -> SplinkDataFrame:
     """Score every blocked pair with the trained `model`; keep those ≥ `threshold`."""
+    from splink import Linker
+
     with quiet_splink():
         linker = Linker(db_api.register(records), model, log_level=None)
         return linker.inference.predict(threshold_match_probability=threshold, warning_mode="never")

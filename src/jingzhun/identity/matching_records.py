@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pypinyin import Style, lazy_pinyin
 from sqlglot import exp
 
 from jingzhun.core.workspace import Workspace
@@ -121,4 +120,6 @@ def name_keys(names: pa.Array) -> pa.Table:
 
 def _reading(character: str) -> str:
     """The commonest toneless reading of one character (itself if it is not Chinese)."""
+    from pypinyin import Style, lazy_pinyin  # 0.5 s of phrase tables: loaded when first used
+
     return lazy_pinyin(character, style=Style.NORMAL)[0].lower()
