@@ -10,7 +10,7 @@ DEMO_PERSONS ?= 20000
 DEMO_SEED ?= 42
 DEMO_PORT ?= 8000
 
-.PHONY: demo test test-spark-full test-fast lint bench venv java node chromium clean console-vendor
+.PHONY: demo test test-spark-full test-fast lint bench venv java node chromium clean console-vendor console-tour
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,11 @@ console-vendor:
 		> $(CONSOLE_VENDOR)/echarts/VERSION
 	echo "swagger-ui-dist $$(node -p "require('./web/node_modules/swagger-ui-dist/package.json').version") (npm), Apache-2.0: swagger-ui-bundle.js, swagger-ui.css, LICENSE, NOTICE" \
 		> $(CONSOLE_VENDOR)/swagger-ui/VERSION
+
+# The screenshots of docs/console.md, from the demo workspace (after make demo, its server
+# stopped): the tour serves a copy on a free port and drives it in Chromium (web/console_tour.py).
+console-tour: $(VENV)/.installed-dev chromium
+	$(BIN)/python web/console_tour.py --workspace $(DEMO_DIR)
 
 # The collector tests drive the official @segment/analytics-node SDK as a real client.
 NODE_CLIENT := tests/collect/collector/node

@@ -81,13 +81,16 @@ export default async function overview(page, args, current) {
     return;
   }
   const gmvTrend = { ...trend.chart, y: ["gmv"], title_zh: "", title_en: "" };
+  const running = recent && shifted(recent.range[1], 1).slice(0, 7) === recent.range[1].slice(0, 7);
+  const months = running ? trend.items.slice(0, -1) : trend.items; // a month under way would plunge the line
   const latest = campaigns.items.slice(-5).reverse();
   clear(page,
     h("h1", {}, t("nav.overview")),
     card(t("overview.kpis"), recent ? [kpis(recent), sqlBlock(recent.sql)] : h("p", { class: "muted" },
       t("common.empty"))),
     h("div", { class: "grid2" },
-      card(t("overview.trend"), analysisChart(gmvTrend, trend.items, { columnLabel: () => t("overview.gmv") })),
+      card(t("overview.trend"), analysisChart(gmvTrend, months, { columnLabel: () => t("overview.gmv") }),
+        running ? h("p", { class: "muted" }, t("overview.month_running", { day: recent.range[1] })) : null),
       card(t("overview.channel_mix"), mix(channels), sqlBlock(channels.sql))),
     card(t("overview.now"), live(health, audiences, campaigns),
       latest.length ? h("ul", { class: "plain" }, latest.map((c) => h("li", {},
