@@ -56,7 +56,7 @@ demo: $(VENV)/.installed-base
 	@echo "Demo workspace ready: $(DEMO_DIR)/  (source files in $(DEMO_DIR)/data, database $(DEMO_DIR)/warehouse.duckdb)"
 	@echo "Console: http://127.0.0.1:$(DEMO_PORT)/   (API docs: http://127.0.0.1:$(DEMO_PORT)/docs; Ctrl-C stops the server)"
 	@echo "Demo admin login (also in $(DEMO_DIR)/.jingzhun/demo-admin.txt):"
-	@sed 's/^/  /' $(DEMO_DIR)/.jingzhun/demo-admin.txt
+	@sed -e 's/^/  /' -e 's/（仅显示一次）//' -e 's/ (shown once)//' $(DEMO_DIR)/.jingzhun/demo-admin.txt
 	$(BIN)/jingzhun serve --workspace $(DEMO_DIR) --port $(DEMO_PORT)
 
 # The console's front-end libraries come from npm (web/package.json, locked) and are committed
