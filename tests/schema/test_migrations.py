@@ -84,4 +84,4 @@ def test_migrations_are_numbered_one_after_another() -> None:
 
     versions = [migration.version for migration in MIGRATIONS]
     assert versions == list(range(1, len(versions) + 1))
-    assert LATEST_VERSION == versions[-1]
+    assert versions[-1] == LATEST_VERSION
