@@ -15,20 +15,26 @@ import secrets
 import threading
 import time
 from collections import deque
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeSerializer
 
 _HASHER = PasswordHasher()
-# Verifying against this when the user does not exist keeps a failed log-in's time the same
-# whether or not the name is known (no user enumeration by timing).
-_DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
 SESSION_COOKIE = "jz_session"
 LOGIN_CSRF_COOKIE = "jz_login_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 API_KEY_PREFIX = "jzk_"
 MIN_PASSWORD_CHARS = 10
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified against when the user does not exist, so a failed log-in takes the same time
+    whether or not the name is known (no user enumeration by timing). Made on first use: a hash
+    costs a noticeable fraction of a second, which every `jingzhun` command would pay at start."""
+    return _HASHER.hash(secrets.token_urlsafe(16))
 
 
 def hash_password(password: str) -> str:
@@ -39,7 +45,7 @@ def hash_password(password: str) -> str:
 def verify_password(stored: str | None, password: str) -> bool:
     """Whether `password` matches the stored hash (False for no hash, taking the same time)."""
     try:
-        return _HASHER.verify(stored or _DUMMY_HASH, password) and stored is not None
+        return _HASHER.verify(stored or _dummy_hash(), password) and stored is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
