@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from jingzhun.activation.leads_sql import FEATURES
 
@@ -79,6 +77,9 @@ def fit(frame: pd.DataFrame, regularization: float) -> FittedModel:
     used = [name for name in FEATURE_NAMES if scales[name] > 1e-9]
     x = np.column_stack([(frame[name].to_numpy(dtype=float) - centers[name]) / scales[name] for name in used])
     y = frame["won"].to_numpy(dtype=int)
+    # imported here: scikit-learn takes a second to import, which every jingzhun command would pay
+    from sklearn.linear_model import LogisticRegression
+
     model = LogisticRegression(C=regularization, max_iter=1000).fit(x, y)
     return FittedModel(float(model.intercept_[0]), dict(zip(used, map(float, model.coef_[0]), strict=True)),
                        {n: centers[n] for n in used}, {n: scales[n] for n in used}, len(frame), int(y.sum()))
@@ -91,6 +92,8 @@ def time_split_test(frame: pd.DataFrame, test_share: float, regularization: floa
     train, test = ordered.iloc[:cut], ordered.iloc[cut:]
     if train["won"].nunique() < 2 or test["won"].nunique() < 2:
         return None
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+
     model = fit(train, regularization)
     predicted = model.predict(test)
     y = test["won"].to_numpy(dtype=int)
