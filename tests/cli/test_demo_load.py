@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+from jingzhun.cli.demo_load import DEMO_FILES
 from jingzhun.core import open_workspace
 from jingzhun.engine import open_engine
 from tests.cli.test_foundation import run
@@ -41,5 +42,5 @@ def test_demo_loads_through_collector_and_importers(tmp_path: Path) -> None:
     assert events["n"] == events["ids"] and events["backfilled"]
     assert events["n"] + rejected_by_collector == good  # every message stored once or set aside with a reason
     assert quarantined == bad
-    assert imports["r"] == imports["b"] and imports["kinds"] == 15
+    assert imports["r"] == imports["b"] and imports["kinds"] == len(DEMO_FILES)  # every kind of file the demo ships
     assert orders > 0

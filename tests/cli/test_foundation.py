@@ -15,11 +15,12 @@ from jingzhun.schema import LATEST_VERSION
 JINGZHUN = str(Path(sys.executable).parent / "jingzhun")
 
 
-def run(*args: str, language: str = "en", cwd: Path | None = None, env_extra: dict | None = None):
+def run(*args: str, language: str = "en", cwd: Path | None = None, env_extra: dict | None = None,
+        timeout: float = 120):
     env = {**os.environ, "JINGZHUN_LANG": language, "COLUMNS": "200"}
     env.pop("JINGZHUN_WORKSPACE", None)
     env.update(env_extra or {})
-    return subprocess.run([JINGZHUN, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+    return subprocess.run([JINGZHUN, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
 
 
 @pytest.fixture
@@ -108,7 +109,8 @@ def test_pipeline_runs_on_spark_from_the_command_line(initialized: Path) -> None
     config = initialized / "jingzhun.yaml"
     config.write_text(config.read_text(encoding="utf-8").replace("master: local[*]", "master: local[1]"),
                       encoding="utf-8")
-    done = run("pipeline", "--workspace", str(initialized), "--engine", "spark")
+    # every stage on an empty warehouse: a Spark session and a few dozen small jobs (~70 s quiet)
+    done = run("pipeline", "--workspace", str(initialized), "--engine", "spark", timeout=400)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Pipeline finished" in done.stdout
     assert (initialized / "spark-warehouse" / "events" / "_current").is_file()

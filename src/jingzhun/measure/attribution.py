@@ -260,6 +260,9 @@ def write_attribution(engine: Engine, result: AttributionResult, computed_at: dt
     frame = result.credits.copy()
     frame["computed_at"] = computed_at
     table = pa.Table.from_pandas(frame[ATTRIBUTION_CREDITS.column_names], preserve_index=False)
+    for column in ("period_start", "period_end"):  # dates even when unknown (Spark reads nulls as INT)
+        at = table.schema.get_field_index(column)
+        table = table.set_column(at, column, table.column(column).cast(pa.date32()))
     engine.write_table("measure_attribution_rows", table, mode="replace")
     try:
         return replace_rows(engine, ATTRIBUTION_CREDITS, "SELECT * FROM measure_attribution_rows")
