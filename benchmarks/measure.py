@@ -88,14 +88,17 @@ d AS (
     coalesce(d.sent_at, d.scheduled_at, d.updated_at) AS anchor
   FROM deliveries AS d LEFT JOIN responses AS r USING (delivery_id)
 ),
-kept AS (
-  SELECT rp.person_id, o.order_id, o.placed_at, o.net_amount AS amount FROM orders AS o
-  JOIN record_persons AS rp ON rp.record_kind = 'order' AND rp.record_id = o.order_id
-  WHERE o.status NOT IN ('cancelled', 'refunded')
-  UNION ALL
-  SELECT rp.person_id, e.properties->>'$.order_id', e.timestamp, TRY_CAST(e.properties->>'$.total' AS DECIMAL(18, 2))
-  FROM events AS e JOIN record_persons AS rp ON rp.record_kind = 'event' AND rp.record_id = e.message_id
-  WHERE e.event = 'Order Completed'
+kept AS (  -- each order once: the order file's row over the web's Order Completed event
+  SELECT person_id, order_id, placed_at, amount FROM (
+    SELECT rp.person_id, o.order_id, o.placed_at, o.net_amount::DECIMAL(18, 2) AS amount, 1 AS priority
+    FROM orders AS o JOIN record_persons AS rp ON rp.record_kind = 'order' AND rp.record_id = o.order_id
+    WHERE o.status IS NULL OR o.status NOT IN ('cancelled', 'refunded')
+    UNION ALL
+    SELECT rp.person_id, e.properties->>'$.order_id', e.timestamp,
+      TRY_CAST(coalesce(e.properties->>'$.revenue', e.properties->>'$.total') AS DECIMAL(18, 2)), 2
+    FROM events AS e JOIN record_persons AS rp ON rp.record_kind = 'event' AND rp.record_id = e.message_id
+    WHERE e.event = 'Order Completed' AND e.properties->>'$.order_id' IS NOT NULL)
+  QUALIFY row_number() OVER (PARTITION BY order_id ORDER BY priority, person_id) = 1
 ),
 matched AS (
   SELECT DISTINCT d.campaign_id, d.channel, d.anchor, d.arm, d.delivery_id, k.order_id, k.amount
@@ -105,14 +108,16 @@ matched AS (
   WHERE (d.arm = 'treatment' AND d.status = 'sent') OR d.arm = 'control'
 ),
 per_cell AS (
-  SELECT campaign_id, channel, (anchor AT TIME ZONE 'Asia/Shanghai')::DATE AS day, arm,
+  SELECT campaign_id, channel, day, arm,
     count(DISTINCT order_id) AS orders, sum(amount) AS gmv FROM (
-      SELECT DISTINCT campaign_id, channel, anchor, arm, order_id, amount FROM matched) GROUP BY ALL
+      SELECT DISTINCT campaign_id, channel, (anchor AT TIME ZONE 'Asia/Shanghai')::DATE AS day, arm, order_id, amount
+      FROM matched) GROUP BY campaign_id, channel, day, arm
 )
 SELECT d.campaign_id, d.channel, (d.anchor AT TIME ZONE 'Asia/Shanghai')::DATE AS day, d.arm, count(*) AS audience,
   count(*) FILTER (d.status = 'sent') AS sent, count(*) FILTER (d.status = 'sent') AS delivered,
   count(*) FILTER (d.opened) AS opened, count(*) FILTER (d.clicked_at IS NOT NULL) AS clicked,
-  count(DISTINCT m.delivery_id) AS converted, any_value(c.orders) AS orders, any_value(c.gmv) AS gmv,
+  count(DISTINCT m.delivery_id) AS converted, coalesce(any_value(c.orders), 0) AS orders,
+  coalesce(any_value(c.gmv), 0) AS gmv,
   sum(CASE WHEN d.status = 'sent' THEN d.cost ELSE 0 END) AS cost
 FROM d LEFT JOIN (SELECT DISTINCT delivery_id FROM matched) AS m USING (delivery_id)
 LEFT JOIN per_cell AS c ON c.campaign_id = d.campaign_id AND c.channel = d.channel AND c.arm = d.arm
