@@ -219,16 +219,28 @@ def test_a_restart_serves_the_current_snapshot_and_keeps_the_day_s_caps(world: W
     assert refreshed["snapshot"]["version"] != status["snapshot"]["version"]
     late = world.people[6]["person_id"]  # shown after the last snapshot was built: only the log knows
     assert world.decide({"person_id": late, "placement": "push"}).json()["outcome"] == "personal"
+    # a new placement: the refresh compiles the definitions again and keeps today's counts
+    (world.workspace.definitions_dir / "decisions.yaml").write_text("placements:\n  zz_strip: {offers: 1}\n",
+                                                                    encoding="utf-8")
+    assert world.decide({"placement": "zz_strip"}).status_code == 400
+    redefined = httpx.post(f"{world.url}/api/v1/decide/refresh", headers=world.headers("marketer"), timeout=60).json()
+    assert "zz_strip" in redefined["placements"]
+    assert len(world.decide({"person_id": late, "placement": "zz_strip"}).json()["offers"]) == 1
+    assert world.decide({"person_id": late, "placement": "push"}).json()["outcome"] == "impression_cap"
     world.stop()  # flushes the decision log before the engine process stops
     with serving(world.workspace, world.keys["viewer"]) as url:
         world.url = url
         again = httpx.get(f"{url}/api/v1/decide/status", headers=world.headers()).json()
-        assert again["snapshot"]["version"] == refreshed["snapshot"]["version"]  # current: served from disk
+        assert again["snapshot"]["version"] == redefined["snapshot"]["version"]  # current: served from disk
         for person in (late, world.consenting["person_id"]):
             assert world.decide({"person_id": person, "placement": "push"}).json()["outcome"] == "impression_cap"
         other = world.people[7]["person_id"]
         assert world.decide({"person_id": other, "placement": "push"}).json()["outcome"] == "personal"
     with open_engine(world.workspace, read_only=True) as engine:
         logged = engine.query("SELECT placement, outcome, COUNT(*) AS n FROM decisions GROUP BY ALL").to_pylist()
+        when = engine.query("SELECT MIN(decided_at) > now() - INTERVAL 1 HOUR AND MAX(decided_at) <= now() AS recent, "
+                            "BOOL_AND(day = CAST(timezone('Asia/Shanghai', decided_at) AS DATE)) AS local_day "
+                            "FROM decisions").to_pylist()[0]
+    assert when == {"recent": True, "local_day": True}
     counts = {(row["placement"], row["outcome"]): row["n"] for row in logged}
-    assert counts[("push", "personal")] == 3 and counts[("push", "impression_cap")] == 3
+    assert counts[("push", "personal")] == 3 and counts[("push", "impression_cap")] == 4

@@ -20,32 +20,39 @@ A decision, in order:
    (`fallback`);
 5. a placement with a coupon campaign hands out the person's valid code of it, and
    nothing to someone without one (`no_coupon`);
-6. the copy in zh and en, rendered by the content sandbox from texts compiled once;
+6. the copy in zh and en, rendered by the content sandbox from texts compiled once, each
+   distinct rendering only once (decisions_copy.py);
 7. the decision is appended to an in-memory log, written to `decisions` in batches by
    whoever runs the Decider (the server: every second; the CLI: at once).
+
+Steps 4 to 6 depend on the snapshot, the placement, the person, the product or cart, the
+coupon and the day, nothing else: their result is kept, serialized, as the person's answer
+(`Decider._answer`), and the next ask only runs steps 1-3 and 7 (about 7 µs instead of 60
+on the 20,000-person demo; benchmarks/decide.py). Identifiers resolved are kept likewise.
+Both stores belong to the snapshot serving and start again with the next one.
 """
 
 from __future__ import annotations
 
+import itertools
+import secrets
 import threading
 import time
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import orjson
 import pyarrow as pa
 
-from jingzhun.activation.channels import Where, check_push
 from jingzhun.activation.content_context import (
     coupon_fields,
     local_date_text,
     person_fields,
     unsubscribe_text,
 )
-from jingzhun.activation.content_jinja import CompiledText, compile_texts, render_text
+from jingzhun.activation.content_jinja import CONTEXT
 from jingzhun.activation.content_templates import (
     ChannelContent,
     MessageTemplate,
@@ -55,6 +62,7 @@ from jingzhun.activation.content_templates import (
     load_settings,
     load_template,
 )
+from jingzhun.activation.decisions_copy import CopyRenderer
 from jingzhun.activation.decisions_ids import PERSON_ID_TYPE, IdNormalizer
 from jingzhun.activation.decisions_settings import (
     DecisionSettings,
@@ -80,7 +88,8 @@ from jingzhun.engine import Engine
 from jingzhun.identity.operators import PERSON_ID
 from jingzhun.schema.tables import DECISIONS
 
-LANGUAGES = ("zh", "en")
+ANSWER_LIMIT = 100_000  # answers kept (Decider._answer); the store starts again when full
+RESOLVED_LIMIT = 200_000  # identifiers asked about, with the person they found (cleared with each snapshot)
 POPULAR_REASON = ("热门推荐：很多顾客都在买", "Popular: many customers are buying it")
 Clock = Callable[[], datetime]
 
@@ -89,17 +98,25 @@ class DecisionError(JingzhunError):
     """A decision cannot be made as asked (unknown placement, bad identifier, no snapshot yet)."""
 
 
-@dataclass(frozen=True)
+NOTHING = b"[]"
+
+
+@dataclass(slots=True)  # not frozen: made on every request, and a frozen one costs twice as much to make
 class Decision:
-    """One answer: the offers, the coupon and the copy, and why (`outcome`)."""
+    """One answer: the offers, the coupon and the copy, and why (`outcome`).
+
+    Offers and copy are kept as the JSON they are answered with (`offers_json`, `copy_json`):
+    the same bytes serve every ask of one person on one placement while a snapshot serves
+    (`Decider._answer`); `offers` and `copy` read them back for Python callers.
+    """
 
     decision_id: str
     placement: str
     person_id: str | None
     outcome: str
-    offers: list[dict]
+    offers_json: bytes
     coupon: dict | None
-    copy: dict | None
+    copy_json: bytes | None
     impressions_today: int
     daily_cap: int | None
     retry_after: str | None
@@ -107,10 +124,26 @@ class Decision:
     snapshot_version: str
     latency_us: int
 
+    @property
+    def offers(self) -> list[dict]:
+        return orjson.loads(self.offers_json)
+
+    @property
+    def copy(self) -> dict | None:
+        return orjson.loads(self.copy_json) if self.copy_json else None
+
     def as_json(self) -> dict[str, object]:
+        return self._fields(self.offers, self.copy)
+
+    def json_bytes(self) -> bytes:
+        """The answer as the API sends it (offers and copy spliced in as they were serialized)."""
+        return orjson.dumps(self._fields(orjson.Fragment(self.offers_json),
+                                         orjson.Fragment(self.copy_json) if self.copy_json else None))
+
+    def _fields(self, offers: object, copy: object) -> dict[str, object]:
         return {"decision_id": self.decision_id, "placement": self.placement, "person_id": self.person_id,
-                "known": self.person_id is not None, "outcome": self.outcome, "offers": public_offers(self),
-                "coupon": self.coupon, "copy": self.copy, "impressions_today": self.impressions_today,
+                "known": self.person_id is not None, "outcome": self.outcome, "offers": offers,
+                "coupon": self.coupon, "copy": copy, "impressions_today": self.impressions_today,
                 "daily_cap": self.daily_cap, "retry_after": self.retry_after, "model_version": self.model_version,
                 "snapshot_version": self.snapshot_version, "latency_us": self.latency_us}
 
@@ -120,24 +153,24 @@ class DecisionLog:
     """Decisions waiting to be written to `decisions`; bounded, and it says what it had to drop."""
 
     limit: int = 200_000
-    rows: list[dict] = field(default_factory=list)
+    rows: list[tuple] = field(default_factory=list)
     dropped: int = 0
     written: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, row: dict) -> None:
+    def add(self, row: tuple) -> None:
         with self._lock:
             if len(self.rows) >= self.limit:
                 self.dropped += 1
                 return
             self.rows.append(row)
 
-    def drain(self) -> list[dict]:
+    def drain(self) -> list[tuple]:
         with self._lock:
             taken, self.rows = self.rows, []
         return taken
 
-    def put_back(self, rows: list[dict]) -> None:
+    def put_back(self, rows: list[tuple]) -> None:
         """A batch that could not be written waits for the next flush (the oldest first)."""
         with self._lock:
             room = max(self.limit - len(self.rows), 0)
@@ -157,10 +190,20 @@ DECISIONS_SCHEMA = pa.schema([
 ])
 
 
-def append_decisions(engine: Engine, rows: list[dict]) -> int:
+# The log keeps the time as microseconds and the day as days since 1970 (a datetime costs six
+# times as much to pickle to the engine process as the whole rest of a row).
+_LOGGED_AS = {pa.timestamp("us", tz="UTC"): pa.int64(), pa.date32(): pa.int32()}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_DAY = date(1970, 1, 1).toordinal()
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def append_decisions(engine: Engine, rows: list[tuple]) -> int:
     """Write a batch of logged decisions (as `Decider.log` holds them) to `decisions`."""
     if rows:
-        engine.write_table(DECISIONS.name, pa.Table.from_pylist(rows, schema=DECISIONS_SCHEMA))
+        columns = [pa.array(values, type=_LOGGED_AS.get(kind, kind)).cast(kind)
+                   for values, kind in zip(zip(*rows, strict=True), DECISIONS_SCHEMA.types, strict=True)]
+        engine.write_table(DECISIONS.name, pa.Table.from_arrays(columns, schema=DECISIONS_SCHEMA))
     return len(rows)
 
 
@@ -224,15 +267,6 @@ def in_memory(workspace: Workspace, tables: dict[str, pa.Table], meta: SnapshotM
 # ---- deciding ----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Copy:
-    """A placement's copy compiled once: per language, its parts' compiled texts."""
-
-    template: MessageTemplate
-    channel: str
-    texts: dict[str, dict[str, CompiledText]]
-
-
 class Decider:
     """Answers decisions from the installed snapshot; `install` swaps in a new one."""
 
@@ -245,12 +279,19 @@ class Decider:
         self.policy = load_send_policy(workspace)
         content = load_settings(workspace)
         brand = content.brand
-        self._brand = {"zh": brand.zh if brand else "", "en": brand.en if brand else ""}
-        self._site = content.site_url or ""
-        self._content = content
+        self.brand = {"zh": brand.zh if brand else "", "en": brand.en if brand else ""}
+        self.site = content.site_url or ""
+        self.content = content
+        self._todays: dict[tuple[str, date], str] = {}
+        self._answers: dict[tuple, tuple[bytes, bytes | None, str, str, int]] = {}
+        self.answer_hits = self.answer_misses = 0
+        self._resolved: dict[tuple[str, str | None, str | None], tuple[str | None, str]] = {}
+        self._day_bounds = (datetime.max.replace(tzinfo=UTC), datetime.min.replace(tzinfo=UTC), date.min)
+        self._id_prefix, self._ids = secrets.token_hex(10), itertools.count()  # ids: 32 hex digits, unique
         self.zone = ZoneInfo(workspace.config.timezone)
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
         self.copies = {name: _compile(workspace, name, p) for name, p in self.placements.items() if p.copy_text}
+        person_fields({"person_id": "", "name": "王小明", "gender": "F"}, "en")  # loads the pinyin tables now, not on a request
         self.snapshot: DecisionSnapshot | None = None
         self.log = DecisionLog()
         self._counts: dict[tuple[str, str], int] = {}
@@ -259,11 +300,17 @@ class Decider:
 
     # -- snapshots --
 
+    def adopt(self, previous: Decider) -> None:
+        """Carry on from the Decider this one replaces (new definitions): its log and today's counts."""
+        with previous._lock:
+            self.log, self._counts, self._day = previous.log, previous._counts, previous._day
+
     def install(self, snapshot: DecisionSnapshot) -> None:
         """Serve `snapshot` from now on; impression counts keep the larger of memory and the log."""
         with self._lock:
             self._remember(snapshot.meta.day, snapshot.impressions)
-            self.snapshot = snapshot
+            # what was worked out from the snapshot serving until now
+            self.snapshot, self._answers, self._resolved = snapshot, {}, {}
 
     def remember(self, day: str, counts: dict[tuple[str, str], int]) -> None:
         """Impressions of `day` read from the log (`logged_impressions`): each count keeps the larger number."""
@@ -291,27 +338,61 @@ class Decider:
             raise DecisionError("the decision snapshot is not loaded yet.", field="snapshot",
                                 fix="retry in a few seconds; the server builds it at start",
                                 message_zh="决策快照尚未加载。", fix_zh="请几秒后重试；服务启动时会构建快照")
-        person, given_type = self.resolve(snapshot, identifier, id_type)
+        asked = (snapshot.meta.version, identifier, id_type)
+        found = self._resolved.get(asked)
+        if found is None:
+            found = self.resolve(snapshot, identifier, id_type)
+            if len(self._resolved) >= RESOLVED_LIMIT:
+                self._resolved.clear()
+            self._resolved[asked] = found
+        person, given_type = found
         now = self.clock()
+        day = self._day_of(now)
         count_key = (person, placement) if person else None
-        shown = self._shown(count_key, now)
+        shown = self._shown(count_key, day)
         outcome, retry = self._blocked(spot, person, snapshot, shown, now)
         coupon = self._coupon(spot, snapshot, person, now) if not outcome else None
         if not outcome and spot.coupon_campaign and coupon is None:
             outcome = "no_coupon"  # a coupon placement shows nothing to someone without a valid code
-        offers, kinds = ([], []) if outcome else self._offers(spot, snapshot, person, product_id, tuple(cart))
+        offers, copy, product_ids, kinds, count = _NO_ANSWER if outcome else self._answer(
+            placement, spot, snapshot, person, product_id, tuple(cart), coupon, now, day)
         if not outcome:
-            outcome = "empty" if not offers else ("personal" if person else "fallback")
-        coupon = coupon if offers else None
-        copy = self._render(placement, spot, snapshot, person, offers, coupon, now) if offers else None
-        if offers and count_key is not None:
+            outcome = "empty" if not count else ("personal" if person else "fallback")
+        if count and count_key is not None:
             shown = self._count(count_key)
         latency = (time.perf_counter_ns() - started) // 1000
-        decision = Decision(uuid.uuid4().hex, placement, person, outcome, offers,
-                            _coupon_json(coupon) if coupon else None, copy, shown, spot.daily_cap,
+        decision = Decision(f"{self._id_prefix}{next(self._ids):012x}", placement, person, outcome, offers,
+                            _coupon_json(coupon) if coupon and count else None, copy, shown, spot.daily_cap,
                             retry, snapshot.meta.model_version, snapshot.meta.version, int(latency))
-        self.log.add(_log_row(decision, now, self._day_of(now), given_type, kinds, product_id, cart))
+        context = orjson.dumps([product_id] if product_id else list(cart)).decode() if product_id or cart else "[]"
+        self.log.add((decision.decision_id, (now - _EPOCH) // _MICROSECOND, day.toordinal() - _EPOCH_DAY, placement,
+                      person, given_type, outcome, product_ids, kinds,
+                      context, decision.coupon["code"] if decision.coupon else None, decision.model_version,
+                      decision.snapshot_version, decision.latency_us))  # DECISIONS_SCHEMA's order
         return decision
+
+    def _answer(self, name: str, spot: Placement, snapshot: DecisionSnapshot, person: str | None,
+                product_id: str | None, cart: tuple[str, ...], coupon: dict | None, now: datetime,
+                day: date) -> tuple[bytes, bytes | None, str, str, int]:
+        """(offers JSON, copy JSON, the log's product ids and kinds, how many offers), worked out
+        once per person, placement, product or cart, coupon and day while this snapshot serves:
+        they depend on nothing else (caps, consent and quiet hours are decided before, every time)."""
+        key = (snapshot.meta.version, name, person, product_id, cart, coupon["code"] if coupon else None, day)
+        found = self._answers.get(key)
+        if found is not None:
+            self.answer_hits += 1
+            return found
+        offers, kinds = self._offers(spot, snapshot, person, product_id, cart)
+        copy = self._render(name, spot, snapshot, person, offers, coupon, now) if offers else None
+        found = (orjson.dumps(offers), orjson.dumps(copy) if copy else None,
+                 orjson.dumps([offer["product_id"] for offer in offers]).decode(), orjson.dumps(kinds).decode(),
+                 len(offers))
+        with self._lock:
+            if len(self._answers) >= ANSWER_LIMIT:
+                self._answers.clear()
+            self._answers[key] = found
+        self.answer_misses += 1
+        return found
 
     def _placement(self, name: str) -> Placement:
         spot = self.placements.get(name)
@@ -362,11 +443,18 @@ class Decider:
     # -- rules --
 
     def _day_of(self, now: datetime) -> date:
-        return now.astimezone(self.zone).date()
+        """The local day of `now` (worked out once a day: the day's bounds in UTC are kept)."""
+        first, last, day = self._day_bounds
+        if first <= now < last:
+            return day
+        local = now.astimezone(self.zone)
+        day = local.date()
+        start = datetime.combine(day, datetime.min.time(), self.zone)
+        self._day_bounds = (start.astimezone(UTC), (start + timedelta(days=1)).astimezone(UTC), day)
+        return day
 
-    def _shown(self, key: tuple[str, str] | None, now: datetime) -> int:
+    def _shown(self, key: tuple[str, str] | None, day: date) -> int:
         """Today's impressions of `key`; a new local day starts every count again."""
-        day = self._day_of(now)
         with self._lock:
             if day != self._day:
                 self._counts, self._day = {}, day
@@ -426,60 +514,91 @@ class Decider:
 
     def _render(self, name: str, spot: Placement, snapshot: DecisionSnapshot, person: str | None,
                 offers: list[dict], coupon: dict | None, now: datetime) -> dict | None:
-        compiled = self.copies.get(name)
-        if compiled is None:
+        renderer = self.copies.get(name)
+        if renderer is None:
             return None
-        row = snapshot.persons.get(person) if person else None
-        rendered = {}
-        for language, texts in compiled.texts.items():
-            context = self._context(language, row or {"person_id": ""}, offers, coupon, spot, now)
-            parts = {part: render_text(compiled.template, text, context, person or "-") for part, text in texts.items()}
-            if compiled.channel == "app_push" and "title" in parts and "body" in parts:
-                pushed = check_push(parts["title"], parts["body"], truncate=True,
-                                    where=Where(compiled.template.id, "app_push", language, person))
-                parts["title"], parts["body"] = pushed.title or "", pushed.body
-            rendered[language] = parts
-        return rendered
+        row = (snapshot.persons.get(person) if person else None) or {"person_id": ""}
+        return {language: renderer.render(language, _Context(self, language, row, offers, coupon, spot, now, snapshot),
+                                          person)
+                for language in renderer.texts}
 
-    def _context(self, language: str, row: dict, offers: list[dict], coupon: dict | None, spot: Placement,
-                 now: datetime) -> dict:
-        products = [{**offer["_copy"][language], "reason": offer["reason"][language]} for offer in offers]
+    def today_text(self, language: str, now: datetime) -> str:
+        """`today` as copy shows it (10月31日 / Oct 31), worked out once a day."""
+        key = (language, now.astimezone(self.zone).date())
+        text = self._todays.get(key)
+        if text is None:
+            if len(self._todays) > 16:
+                self._todays.clear()
+            text = self._todays[key] = local_date_text(now, self.workspace.config.timezone, language, now)
+        return text
+
+
+class _Context(Mapping):
+    """A placement copy's render context (content_jinja.CONTEXT), each value made on first use:
+    a rendering the memo already holds reads only what its text reads (decisions_copy.py)."""
+
+    __slots__ = ("_args", "_made")
+
+    def __init__(self, decider: Decider, language: str, row: dict, offers: list[dict], coupon: dict | None,
+                 spot: Placement, now: datetime, snapshot: DecisionSnapshot) -> None:
+        self._args = (decider, language, row, offers, coupon, spot, now, snapshot)
+        self._made: dict[str, object] = {}
+
+    def __getitem__(self, name: str) -> object:
+        made = self._made
+        if name not in made:
+            made[name] = self._make(name)
+        return made[name]
+
+    def __iter__(self):  # noqa: ANN204 — an iterator over CONTEXT's names
+        return iter(CONTEXT)
+
+    def __len__(self) -> int:
+        return len(CONTEXT)
+
+    def _make(self, name: str) -> object:  # noqa: PLR0911 — one answer per name of the context
+        decider, language, row, offers, coupon, spot, now, snapshot = self._args
         channel = spot.message_channel
-        return {
-            "person": person_fields(row, language), "products": products, "product": products[0],
-            "coupon": coupon_fields(_coupon_row(coupon), language, self.workspace.config.timezone, now)
-            if coupon else None,
-            "store": None, "brand": self._brand[language], "site_url": self._site,
-            "channel": channel or "web", "language": language,
-            "unsubscribe": unsubscribe_text(channel, language, self._content) if channel else "",
-            "today": local_date_text(now, self.workspace.config.timezone, language, now),
-            "url": products[0]["url"] or self._site, "link": _same,
-        }
+        if name == "products":
+            return [{**getattr(snapshot.products[offer["product_id"]], language), "reason": offer["reason"][language]}
+                    for offer in offers]
+        if name == "product":
+            return self["products"][0]
+        if name == "person":
+            return person_fields(row, language)
+        if name == "coupon":
+            return coupon_fields(_coupon_row(coupon), language, decider.workspace.config.timezone, now) \
+                if coupon else None
+        if name == "url":
+            return self["product"]["url"] or decider.site  # type: ignore[index]
+        if name == "unsubscribe":
+            return unsubscribe_text(channel, language, decider.content) if channel else ""
+        if name == "today":
+            return decider.today_text(language, now)
+        fixed = {"store": None, "brand": decider.brand[language], "site_url": decider.site, "link": _same,
+                 "channel": channel or "web", "language": language}
+        if name in fixed:
+            return fixed[name]
+        raise KeyError(name)
 
 
 def _same(url: object) -> str:
     return str(url)
 
 
-def _compile(workspace: Workspace, name: str, spot: Placement) -> _Copy:
+def _compile(workspace: Workspace, name: str, spot: Placement) -> CopyRenderer:
     """A placement's copy compiled in the content sandbox; a broken text fails now, naming the placement."""
     copy = spot.copy_text
     assert copy is not None
     if copy.template:
-        template, channel = load_template(workspace, copy.template), copy.channel
-    else:
-        assert copy.zh is not None and copy.en is not None
-        template = MessageTemplate(
-            id=f"placement_{name}"[:63].lower(), kind="custom", name=Text(zh=name, en=name),
-            products=ProductSource(source="none"), purpose="marketing" if spot.message_channel else "transactional",
-            channels={"app_push": ChannelContent(zh=Variant(title=copy.zh.title, body=copy.zh.body),
-                                                 en=Variant(title=copy.en.title, body=copy.en.body), truncate=True)})
-        channel = "app_push"
-    texts = {language: compile_texts(template, channel, language) for language in LANGUAGES
-             if template.texts(channel, language)}
-    for compiled in texts.values():
-        compiled.pop("link", None)
-    return _Copy(template, channel, texts)
+        return CopyRenderer.compile(load_template(workspace, copy.template), copy.channel)
+    assert copy.zh is not None and copy.en is not None
+    template = MessageTemplate(
+        id=f"placement_{name}"[:63].lower(), kind="custom", name=Text(zh=name, en=name),
+        products=ProductSource(source="none"), purpose="marketing" if spot.message_channel else "transactional",
+        channels={"app_push": ChannelContent(zh=Variant(title=copy.zh.title, body=copy.zh.body),
+                                             en=Variant(title=copy.en.title, body=copy.en.body), truncate=True)})
+    return CopyRenderer.compile(template, "app_push")
 
 
 def _personal(snapshot: DecisionSnapshot, person: str, kinds: tuple[str, ...]):  # noqa: ANN202 — an iterator
@@ -509,7 +628,7 @@ def _offer(rank: int, product, kind: str, score: float | None, zh: str | None, e
     return {"rank": rank, "product_id": product.product_id, "name": product.name, "category": product.category,
             "price": product.price, "price_text": product.zh["price_text"], "url": product.zh["url"] or None,
             "kind": kind, "score": round(float(score), 6) if score is not None else None,
-            "reason": {"zh": zh or "", "en": en or ""}, "_copy": {"zh": product.zh, "en": product.en}}
+            "reason": {"zh": zh or "", "en": en or ""}}
 
 
 def _coupon_row(coupon: dict) -> dict:
@@ -526,21 +645,7 @@ def _coupon_json(coupon: dict) -> dict:
             "valid_from": coupon["valid_from"].isoformat(), "valid_to": coupon["valid_to"].isoformat()}
 
 
-def _log_row(decision: Decision, now: datetime, day: date, id_type: str, kinds: list[str], product_id: str | None,
-             cart: tuple[str, ...] | list[str]) -> dict:
-    context = [product_id] if product_id else list(cart)
-    return {"decision_id": decision.decision_id, "decided_at": now, "day": day, "placement": decision.placement,
-            "person_id": decision.person_id, "id_type": id_type, "outcome": decision.outcome,
-            "product_ids": orjson.dumps([o["product_id"] for o in decision.offers]).decode(),
-            "kinds": orjson.dumps(kinds).decode(), "context_product_ids": orjson.dumps(context).decode(),
-            "coupon_code": decision.coupon["code"] if decision.coupon else None,
-            "model_version": decision.model_version, "snapshot_version": decision.snapshot_version,
-            "latency_us": decision.latency_us}
-
-
-def public_offers(decision: Decision) -> list[dict]:
-    """The offers without their internal copy context (what the API and the CLI show)."""
-    return [{key: value for key, value in offer.items() if not key.startswith("_")} for offer in decision.offers]
+_NO_ANSWER: tuple[bytes, None, str, str, int] = (NOTHING, None, "[]", "[]", 0)
 
 
 def decide_once(engine: Engine, workspace: Workspace, placement: str, identifier: str | None, *,

@@ -32,7 +32,7 @@ from jingzhun.collect.collector.hooks import AfterLoad
 from jingzhun.core.workspace import Workspace
 from jingzhun.web.api import api_router
 from jingzhun.web.api.deps import AuthCache
-from jingzhun.web.api.routes.decide import decide_v1_router, decisions_lifespan
+from jingzhun.web.api.routes.decide import add_decide_routes, decisions_lifespan
 from jingzhun.web.client import EngineClient
 from jingzhun.web.console import router as console_router
 from jingzhun.web.engine_process import run_engine_process
@@ -86,8 +86,8 @@ def create_app(workspace: Workspace, *, engine_kind: str | None = None, after_lo
     app.state.auth_cache = AuthCache()
     app.state.login_limiter = LoginLimiter(chosen.login_attempts, chosen.login_window_seconds)
     install_error_handlers(app)
+    add_decide_routes(app, API_PREFIX)  # /api/v1/decide and /v1/decide (keys, sessions) first: the hot path
     add_collector_routes(app, workspace)
-    app.include_router(decide_v1_router)  # POST /v1/decide beside the collector: API keys and sessions only
     app.include_router(api_router, prefix=API_PREFIX)
     app.include_router(console_router)
     app.state.openapi_bytes = orjson.dumps(app.openapi())
