@@ -109,8 +109,10 @@ def test_pipeline_runs_on_spark_from_the_command_line(initialized: Path) -> None
     config = initialized / "jingzhun.yaml"
     config.write_text(config.read_text(encoding="utf-8").replace("master: local[*]", "master: local[1]"),
                       encoding="utf-8")
-    # every stage on an empty warehouse: a Spark session and a few dozen small jobs (~70 s quiet)
-    done = run("pipeline", "--workspace", str(initialized), "--engine", "spark", timeout=400)
+    # the schema and the last stage (every stage on Spark is the parity harness's job, with data;
+    # on an empty warehouse the measure stage once failed on Spark only: an all-null date column)
+    done = run("pipeline", "--workspace", str(initialized), "--engine", "spark", "-s", "schema", "-s", "measure",
+               timeout=400)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Pipeline finished" in done.stdout
     assert (initialized / "spark-warehouse" / "events" / "_current").is_file()
