@@ -34,6 +34,7 @@ from jingzhun.cli.common import (
     language_of,
     print_result,
 )
+from jingzhun.cli.common import FormatOption as Format
 from jingzhun.core import open_workspace, t
 from jingzhun.core.i18n import MESSAGES
 from jingzhun.engine import open_engine
@@ -60,7 +61,6 @@ MESSAGES.update(CAMPAIGN_MESSAGES)
 campaign_app = typer.Typer(help="Campaigns: create, run, pause, results. 营销活动。", no_args_is_help=True)
 app.add_typer(campaign_app, name="campaign")
 
-Format = Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")]
 # What fits a terminal; csv and json have every column (pending, unknown, cost, rates too).
 TABLE_COLUMNS = ("run_id", "channel", "arm", "audience", "held_out", "suppressed", "deferred", "sent", "failed",
                  "opened", "clicked")

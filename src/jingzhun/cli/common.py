@@ -36,6 +36,8 @@ WorkspaceOption = Annotated[
 EngineOption = Annotated[
     str | None, typer.Option("--engine", "-e", help="duckdb or spark; default from jingzhun.yaml.")
 ]
+FormatOption = Annotated[str, typer.Option("--format", "-f", help="table, csv or json. 输出格式。")]
+ShowSqlOption = Annotated[bool, typer.Option("--sql", help="Also print the SQL behind the result. 显示 SQL。")]
 
 
 def language_of(workspace: Workspace | None = None) -> str:

@@ -31,6 +31,8 @@ from jingzhun.cli.common import (
     language_of,
     print_result,
 )
+from jingzhun.cli.common import FormatOption as Format
+from jingzhun.cli.common import ShowSqlOption as ShowSql
 from jingzhun.cli.reports import instant
 from jingzhun.core import open_workspace
 from jingzhun.engine import open_engine
@@ -41,8 +43,6 @@ coupon_app = typer.Typer(help="Personal coupons: issue codes, match redemptions.
 app.add_typer(template_app, name="template")
 app.add_typer(coupon_app, name="coupon")
 
-Format = Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")]
-ShowSql = Annotated[bool, typer.Option("--sql", help="Also print the SQL behind the result.")]
 
 
 def _zh(language: str) -> bool:

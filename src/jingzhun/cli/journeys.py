@@ -36,6 +36,7 @@ from jingzhun.cli.common import (
     language_of,
     print_result,
 )
+from jingzhun.cli.common import FormatOption as Format
 from jingzhun.cli.reports import instant
 from jingzhun.core import Workspace, open_workspace, t
 from jingzhun.core.i18n import MESSAGES
@@ -63,7 +64,6 @@ MESSAGES.update(JOURNEY_MESSAGES)
 journey_app = typer.Typer(help="Journeys: multi-step paths after an entry. 用户旅程。", no_args_is_help=True)
 app.add_typer(journey_app, name="journey")
 
-Format = Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")]
 Actor = Annotated[str, typer.Option(help="Who makes the change (audit log).")]
 
 

@@ -33,6 +33,8 @@ from jingzhun.cli.common import (
     language_of,
     print_result,
 )
+from jingzhun.cli.common import FormatOption as Format
+from jingzhun.cli.common import ShowSqlOption as ShowSql
 from jingzhun.cli.reports import instant
 from jingzhun.core import open_workspace
 from jingzhun.core.workspace import Workspace
@@ -42,8 +44,6 @@ lead_app = typer.Typer(help="Sales leads: score, assign to reps, record outcomes
                        no_args_is_help=True)
 app.add_typer(lead_app, name="lead")
 
-Format = Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")]
-ShowSql = Annotated[bool, typer.Option("--sql", help="Also print the SQL.")]
 At = Annotated[str | None, typer.Option(
     "--at", help="The instant it happens (ISO 8601), to replay a past day; default now.")]
 Wait = Annotated[float, typer.Option(

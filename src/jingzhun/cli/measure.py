@@ -21,6 +21,8 @@ from jingzhun.cli.common import (
     language_of,
     print_result,
 )
+from jingzhun.cli.common import FormatOption as Format
+from jingzhun.cli.common import ShowSqlOption as ShowSql
 from jingzhun.core import open_workspace
 from jingzhun.engine import open_engine
 from jingzhun.measure import (
@@ -39,8 +41,6 @@ from jingzhun.schema import migrate
 measure_app = typer.Typer(help="Measure: KPIs, lift, attribution, budget, alerts. 效果度量。", no_args_is_help=True)
 app.add_typer(measure_app, name="measure")
 
-Format = Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")]
-ShowSql = Annotated[bool, typer.Option("--sql", help="Also print the SQL behind the numbers. 显示 SQL。")]
 MaxRows = Annotated[int, typer.Option(help="Rows to show in table format.")]
 
 

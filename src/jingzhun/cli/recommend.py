@@ -18,6 +18,8 @@ from jingzhun.cli.common import (
     language_of,
     print_result,
 )
+from jingzhun.cli.common import FormatOption as Format
+from jingzhun.cli.common import ShowSqlOption as ShowSql
 from jingzhun.cli.reports import instant
 from jingzhun.core import open_workspace
 from jingzhun.engine import open_engine
@@ -26,8 +28,6 @@ recommend_app = typer.Typer(help="Recommendations: for a person, beside a produc
                             no_args_is_help=True)
 app.add_typer(recommend_app, name="recommend")
 
-Format = Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")]
-ShowSql = Annotated[bool, typer.Option("--sql", help="Also print the SQL that produced the rows.")]
 TopK = Annotated[int, typer.Option("--k", "-k", help="How many to show.")]
 
 

@@ -22,6 +22,8 @@ from jingzhun.cli.common import (
     progress_bar,
     step_reporter,
 )
+from jingzhun.cli.common import FormatOption as Format
+from jingzhun.cli.common import ShowSqlOption as ShowSql
 from jingzhun.cli.reports import instant
 from jingzhun.core import open_workspace, t
 from jingzhun.core.i18n import MESSAGES
@@ -52,8 +54,6 @@ segment_app = typer.Typer(help="Audiences: create, preview, snapshot, export, co
                           no_args_is_help=True)
 app.add_typer(segment_app, name="segment")
 
-Format = Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")]
-ShowSql = Annotated[bool, typer.Option("--sql", help="Also print the SQL that produced the numbers.")]
 
 
 def _frame(frame: pd.DataFrame, output: str, language: str, rows: int = 50) -> None:
