@@ -9,6 +9,7 @@
   to exclude.
 - `assert_policy_respected`: the send policy re-checked independently, from raw rows, for
   every message that went out.
+- `Collector`: the collector app under uvicorn in a thread, with chosen after-load hooks.
 """
 
 from __future__ import annotations
@@ -347,3 +348,32 @@ def wait_for(condition, timeout: float = 60.0, step: float = 0.1) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting")
         time.sleep(step)
+
+
+class Collector:
+    """The collector app under uvicorn in a thread: a real HTTP server on 127.0.0.1 whose
+    loader process runs `hooks` after each batch."""
+
+    def __init__(self, workspace: Workspace, port: int, hooks: tuple[str, ...]) -> None:
+        import uvicorn
+
+        from jingzhun.collect.collector import create_app
+
+        app = create_app(workspace, after_load=list(hooks))
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.url = f"http://127.0.0.1:{port}"
+
+    def __enter__(self) -> Collector:
+        self.thread.start()
+        wait_for(lambda: self.server.started, timeout=120)
+        return self
+
+    def health(self) -> dict:
+        import httpx
+
+        return httpx.get(f"{self.url}/health", timeout=5).json()
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True  # the lifespan drains the log into `events`, hooks included
+        self.thread.join(120)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import sys
-import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,12 +23,12 @@ from jingzhun.activation import (
     run_campaign,
     save_campaign,
 )
-from jingzhun.collect.collector import create_app
 from jingzhun.core import Workspace
 from jingzhun.engine import open_engine
 from jingzhun.schema import migrate
 from jingzhun.segments import parse_audience, save_audience, snapshot_audiences
 from tests.activation.campaign_fixtures import (
+    Collector,
     SmtpSink,
     WebhookReceiver,
     assert_policy_respected,
@@ -55,31 +54,6 @@ def demo(portrayed_demo: Path, tmp_path: Path) -> Workspace:
     with open_engine(workspace) as engine:
         migrate(engine)
     return workspace
-
-
-class Collector:
-    """The collector app under uvicorn in a thread: a real HTTP server on 127.0.0.1 whose
-    loader process runs the tracking after-load hook."""
-
-    def __init__(self, workspace: Workspace, port: int) -> None:
-        import uvicorn
-
-        app = create_app(workspace, after_load=[HOOK])
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.url = f"http://127.0.0.1:{port}"
-
-    def __enter__(self) -> Collector:
-        self.thread.start()
-        wait_for(lambda: self.server.started, timeout=120)
-        return self
-
-    def health(self) -> dict:
-        return httpx.get(f"{self.url}/health", timeout=5).json()
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True  # the lifespan drains the log into `events`, hooks included
-        self.thread.join(120)
 
 
 def test_campaign_with_holdout_tracked_back_through_the_collector(demo: Workspace, tmp_path: Path) -> None:
@@ -124,7 +98,7 @@ def test_campaign_with_holdout_tracked_back_through_the_collector(demo: Workspac
     pixels = [re.search(r'src="(http://127\.0\.0\.1:\d+/t/o/[^"]+)"', page).group(1) for page in html[:6]]
     sms_links = [re.search(r"(http://127\.0\.0\.1:\d+/s/[0-9A-Za-z]{10})", m["body"]).group(1)  # short links
                  for m in list(gateway.delivered.values())[:3]]
-    with Collector(demo, port) as collector:
+    with Collector(demo, port, (HOOK,)) as collector:
         clicked_at = datetime.now(UTC)
         for link in links + sms_links:
             answer = httpx.get(link, follow_redirects=False, timeout=10)

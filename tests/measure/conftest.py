@@ -4,17 +4,13 @@ measure stage over the imported message history), its planted truth, and a real 
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
-import httpx
 import pytest
 
-from jingzhun.collect.collector import create_app
 from jingzhun.core import Workspace, open_workspace
 from jingzhun.engine import open_engine
 from jingzhun.schema import migrate
-from tests.activation.campaign_fixtures import wait_for
 from tests.conftest import copy_workspace
 
 # What `jingzhun serve` runs after each batch, in its order, ending with the live KPIs.
@@ -42,26 +38,3 @@ def truth(portrayed_demo: Path) -> dict:
     return json.loads((portrayed_demo / "demo-truth" / "patterns_marketing.json").read_text(encoding="utf-8"))
 
 
-class Collector:
-    """The collector app under uvicorn in a thread: a real HTTP server on 127.0.0.1 whose
-    loader process runs `hooks` after each batch."""
-
-    def __init__(self, workspace: Workspace, port: int, hooks: tuple[str, ...] = HOOKS) -> None:
-        import uvicorn
-
-        app = create_app(workspace, after_load=list(hooks))
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.url = f"http://127.0.0.1:{port}"
-
-    def __enter__(self) -> Collector:
-        self.thread.start()
-        wait_for(lambda: self.server.started, timeout=120)
-        return self
-
-    def health(self) -> dict:
-        return httpx.get(f"{self.url}/health", timeout=5).json()
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True  # the lifespan drains the log into `events`, hooks included
-        self.thread.join(120)

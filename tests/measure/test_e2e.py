@@ -21,6 +21,7 @@ from jingzhun.engine.parity import compare_tables
 from jingzhun.measure import measure_lift, read_kpis, rebuild_kpis
 from jingzhun.segments import parse_audience, save_audience, snapshot_audiences
 from tests.activation.campaign_fixtures import (
+    Collector,
     SmtpSink,
     WebhookReceiver,
     campaign,
@@ -29,7 +30,7 @@ from tests.activation.campaign_fixtures import (
     wait_for,
     write_definitions,
 )
-from tests.measure.conftest import Collector
+from tests.measure.conftest import HOOKS
 
 TEN_AM = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
 WINDOW = timedelta(days=7)  # the default conversion window, after a send and after a click
@@ -139,7 +140,7 @@ def test_campaign_results_live_through_the_collector(demo: Workspace) -> None:
     links = [LINK.search(mail.get_body(("html",)).get_content()).group(1) for mail in list(mails.values())[:4]]
     links += [LINK.search(m["body"]).group(1) for m in list(gateway.delivered.values())[:3]]
     clicked_person = deliveries.set_index("delivery_id").person_id[list(gateway.delivered)[0]]
-    with Collector(demo, port) as collector:
+    with Collector(demo, port, HOOKS) as collector:
         wait_for(lambda: KPI_HOOK in collector.health()["after_load"], timeout=120)  # the loader has started
         started = collector.health()["after_load"][KPI_HOOK]["through"]
         for link in links:
