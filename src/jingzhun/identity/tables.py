@@ -51,13 +51,15 @@ def typed_select(table: TableDef, select_sql: str) -> str:
     return f"SELECT {columns} FROM ({select_sql}) AS rows"
 
 
-def replace_rows(engine: Engine, table: TableDef, select_sql: str) -> int:
+def replace_rows(engine: Engine, table: TableDef, select_sql: str, order_by: str | None = None) -> int:
     """Replace every row of `table` with the rows of `select_sql`; return the count.
 
     Callers group several replacements in one `engine.transaction()` where the
-    engine has transactions, so readers never see half a rebuild.
+    engine has transactions, so readers never see half a rebuild. `order_by` stores the
+    rows in that order (DuckDB keeps insertion order), so a lookup by that column reads
+    only the row groups whose min/max can hold the value.
     """
-    typed = typed_select(table, select_sql)
+    typed = typed_select(table, select_sql) + (f" ORDER BY {order_by}" if order_by else "")
     if engine.SUPPORTS_UPDATE_DELETE:
         names = ", ".join(table.column_names)
         engine.execute(f"DELETE FROM {table.name}")

@@ -30,10 +30,11 @@ from sqlglot import exp
 from jingzhun.collect.collector.tracking import TRACKING_SOURCE_ID
 from jingzhun.core.workspace import Workspace
 from jingzhun.engine import Engine, MaterializeHints, parse_sql, to_local_time
-from jingzhun.identity.tables import replace_rows, typed_select
+from jingzhun.identity.tables import append_rows, replace_rows, typed_select
 from jingzhun.measure.settings import ConversionWindow, MeasureError, load_measure_settings
-from jingzhun.measure.sources import CONVERSION_ORDERS, SENDS, matched_orders_sql
+from jingzhun.measure.sources import CONVERSION_ORDERS, SENDS, TRACKED_ORDERS, matched_orders_sql
 from jingzhun.schema.tables import CAMPAIGN_KPIS
+from jingzhun.schema.tables import CONVERSION_ORDERS as CONVERSION_ORDERS_TABLE
 
 KEYS = "measure_kpi_keys"  # scratch: the (campaign_id, day) cells an incremental update recomputes
 BATCH = "measure_kpi_batch"  # scratch: the fresh events of one collector batch
@@ -48,16 +49,23 @@ def _local_day(instant: str, timezone: str) -> str:
 
 
 def kpi_rows_sql(window: ConversionWindow, timezone: str, computed_at: dt.datetime,
-                 keys: str | None = None) -> exp.Expression:
-    """The `campaign_kpis` rows: of every send, or of the (campaign_id, day) cells in table `keys`."""
+                 keys: str | None = None, campaigns: Sequence[str] = ()) -> exp.Expression:
+    """The `campaign_kpis` rows: of every send, or of the (campaign_id, day) cells in table `keys`.
+
+    Orders come from the `conversion_orders` table (`refresh_conversion_orders`), not from
+    joining every order event to its person again: at 1M persons that join alone takes
+    seconds, and a live update must not."""
     day = _local_day("s.anchor_at", timezone)
     only = (f"WHERE EXISTS (SELECT 1 FROM {keys} AS k WHERE k.campaign_id = s.campaign_id AND k.day = {day})"
             if keys else "")
+    if campaigns:  # the keys' campaigns as constants reach the scan of `deliveries`, stored campaign by
+        # campaign: a live update then reads that campaign's sends, not every send (0.9 s -> 0.1 s at 2M)
+        listed = ", ".join(exp.Literal.string(campaign).sql("duckdb") for campaign in campaigns)
+        only += f" AND s.campaign_id IN ({listed})"
     can_convert = "(SELECT * FROM keyed WHERE (arm = 'treatment' AND delivered) OR arm = 'control')"
     stamp = exp.cast(exp.Literal.string(computed_at.isoformat()), exp.DataType.build("TIMESTAMPTZ")).sql("duckdb")
     return parse_sql(f"""
 WITH keyed AS (SELECT s.*, {day} AS day FROM ({SENDS}) AS s {only}),
-conversion_orders AS ({CONVERSION_ORDERS}),
 matched AS ({matched_orders_sql(window, can_convert)}),
 converted AS (SELECT DISTINCT delivery_id FROM matched),
 group_orders AS (
@@ -117,9 +125,17 @@ def rebuild_kpis(workspace: Workspace | None, engine: Engine, now: dt.datetime |
     """Recompute `campaign_kpis` from every send (the measure stage)."""
     window = load_measure_settings(workspace).conversion_window
     timezone = workspace.config.timezone if workspace else "Asia/Shanghai"
+    orders = refresh_conversion_orders(engine)
     query = kpi_rows_sql(window, timezone, now or _now())
     rows = replace_rows(engine, CAMPAIGN_KPIS, query.sql("duckdb"))
-    return KpiResult(rows=rows, sql={"campaign_kpis": engine.render(query)})
+    return KpiResult(rows=rows, sql={**orders, "campaign_kpis": engine.render(query)})
+
+
+def refresh_conversion_orders(engine: Engine) -> dict[str, str]:
+    """Rewrite `conversion_orders` from `orders`, the tracked order events and `record_persons`."""
+    query = parse_sql(CONVERSION_ORDERS)
+    replace_rows(engine, CONVERSION_ORDERS_TABLE, query.sql("duckdb"))
+    return {"conversion_orders": engine.render(query)}
 
 
 # ---- the after-load hook -------------------------------------------------------------------------
@@ -144,6 +160,7 @@ CHANGED_KEYS = """
 SELECT DISTINCT campaign_id, {day} AS day FROM deliveries AS s
 WHERE campaign_id IS NOT NULL AND {since}"""
 _seen: dict[str, tuple[int, dt.datetime | None]] = {}  # per database: deliveries' count and latest update
+_refreshed: set[str] = set()  # databases whose conversion_orders this process rewrote
 _seen_lock = threading.Lock()
 
 
@@ -158,11 +175,17 @@ def update_kpis(workspace: Workspace, engine: Engine, events: pa.Table) -> KpiRe
                            fix_zh="请在 DuckDB 上运行采集服务；流水线的度量阶段在任何引擎上都会重算指标")
     settings = load_measure_settings(workspace)
     timezone = workspace.config.timezone
+    relevant = _relevant(events)
     with engine.transaction():
-        queries = _collect_keys(workspace, engine, events, settings.conversion_window, timezone)
+        queries = _first_call_refresh(workspace, engine)
+        if relevant.num_rows:
+            engine.write_table(BATCH, relevant, mode="replace")
+            queries.update(_add_tracked_orders(engine))
+        queries.update(_collect_keys(workspace, engine, relevant.num_rows > 0, settings.conversion_window, timezone))
         result.cells = engine.row_count(KEYS)
         if result.cells:
-            rows = kpi_rows_sql(settings.conversion_window, timezone, _now(), keys=KEYS)
+            campaigns = engine.query(f"SELECT DISTINCT campaign_id FROM {KEYS}").column("campaign_id").to_pylist()
+            rows = kpi_rows_sql(settings.conversion_window, timezone, _now(), keys=KEYS, campaigns=campaigns)
             engine.execute(f"DELETE FROM {CAMPAIGN_KPIS.name} AS t WHERE EXISTS (SELECT 1 FROM {KEYS} AS k "
                            "WHERE k.campaign_id = t.campaign_id AND k.day = t.day)")
             engine.execute(f"INSERT INTO {CAMPAIGN_KPIS.name} ({', '.join(CAMPAIGN_KPIS.column_names)}) "
@@ -175,13 +198,36 @@ def update_kpis(workspace: Workspace, engine: Engine, events: pa.Table) -> KpiRe
     return result
 
 
-def _collect_keys(workspace: Workspace, engine: Engine, events: pa.Table, window: ConversionWindow,
+def _first_call_refresh(workspace: Workspace, engine: Engine) -> dict[str, str]:
+    """Rewrite `conversion_orders` the first time this process updates this workspace: orders
+    may have arrived, or persons been found, while no collector ran."""
+    key = str(workspace.root)
+    with _seen_lock:
+        if key in _refreshed:
+            return {}
+        _refreshed.add(key)
+    return refresh_conversion_orders(engine)
+
+
+def _add_tracked_orders(engine: Engine) -> dict[str, str]:
+    """Append the batch's new tracked orders to `conversion_orders` (their persons were found by
+    the identity hook before this one). An order already there, imported or from a replayed
+    batch, is not added again; orders of persons found later count at the next measure run."""
+    fresh = parse_sql(f"""
+SELECT person_id, order_id, placed_at, amount, origin FROM (
+  SELECT tracked.*, ROW_NUMBER() OVER (PARTITION BY order_id ORDER BY person_id) AS pick
+  FROM ({TRACKED_ORDERS.format(events=BATCH)}) AS tracked
+) AS fresh
+WHERE pick = 1 AND NOT EXISTS (SELECT 1 FROM {CONVERSION_ORDERS_TABLE.name} AS kept WHERE kept.order_id = fresh.order_id)""")
+    append_rows(engine, CONVERSION_ORDERS_TABLE, fresh.sql("duckdb"))
+    return {"conversion_orders": engine.render(fresh)}
+
+
+def _collect_keys(workspace: Workspace, engine: Engine, fresh_events: bool, window: ConversionWindow,
                   timezone: str) -> dict[str, str]:
-    """Materialize KEYS: the cells fresh events touch, plus those of changed deliveries."""
+    """Materialize KEYS: the cells the batch's events (in BATCH) touch, plus those of changed deliveries."""
     parts = []
-    relevant = _relevant(events)
-    if relevant.num_rows:
-        engine.write_table(BATCH, relevant, mode="replace")
+    if fresh_events:
         day = _local_day("COALESCE(d.sent_at, d.scheduled_at, d.updated_at)", timezone)
         parts.append(TRACKED_KEYS.format(day=day).replace(":tracking", f"'{TRACKING_SOURCE_ID}'"))
         reach = window.delivery_days + window.click_days + 30

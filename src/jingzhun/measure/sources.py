@@ -98,21 +98,26 @@ SELECT delivery_id, campaign_id, channel, person_id, unit_id, arm, TRUE AS eligi
   CAST(NULL AS VARCHAR) AS coupon_code, converted_order_id AS tool_order_id, 'import' AS origin
 FROM history_deliveries"""
 
-# Kept orders with their person, imported or tracked, each once.
-CONVERSION_ORDERS = """
-SELECT person_id, order_id, placed_at, amount FROM (
-  SELECT person_id, order_id, placed_at, amount,
+# Tracked orders: `Order Completed` events of `{events}` (the whole log, or a collector batch) with their person.
+TRACKED_ORDERS = """
+SELECT rp.person_id, e.properties->>'$.order_id' AS order_id, e.timestamp AS placed_at,
+  TRY_CAST(COALESCE(e.properties->>'$.revenue', e.properties->>'$.total') AS DECIMAL(18, 2)) AS amount,
+  'event' AS origin, 2 AS priority
+FROM {events} AS e JOIN record_persons AS rp ON rp.record_kind = 'event' AND rp.record_id = e.message_id
+WHERE e.event = 'Order Completed' AND e.properties->>'$.order_id' IS NOT NULL"""
+
+# Kept orders with their person, imported or tracked, each once (the `conversion_orders`
+# table holds these rows between measure runs; the live-KPI hook extends it).
+CONVERSION_ORDERS = f"""
+SELECT person_id, order_id, placed_at, amount, origin FROM (
+  SELECT person_id, order_id, placed_at, amount, origin,
     ROW_NUMBER() OVER (PARTITION BY order_id ORDER BY priority, person_id) AS pick
   FROM (
-    SELECT rp.person_id, o.order_id, o.placed_at, CAST(o.net_amount AS DECIMAL(18, 2)) AS amount, 1 AS priority
+    SELECT rp.person_id, o.order_id, o.placed_at, CAST(o.net_amount AS DECIMAL(18, 2)) AS amount,
+      'order' AS origin, 1 AS priority
     FROM orders AS o JOIN record_persons AS rp ON rp.record_kind = 'order' AND rp.record_id = o.order_id
     WHERE o.status IS NULL OR o.status NOT IN ('cancelled', 'refunded')
-    UNION ALL
-    SELECT rp.person_id, e.properties->>'$.order_id' AS order_id, e.timestamp AS placed_at,
-      TRY_CAST(COALESCE(e.properties->>'$.revenue', e.properties->>'$.total') AS DECIMAL(18, 2)) AS amount,
-      2 AS priority
-    FROM events AS e JOIN record_persons AS rp ON rp.record_kind = 'event' AND rp.record_id = e.message_id
-    WHERE e.event = 'Order Completed' AND e.properties->>'$.order_id' IS NOT NULL
+    UNION ALL {TRACKED_ORDERS.format(events="events")}
   ) AS candidates
 ) AS ranked WHERE pick = 1"""
 

@@ -1,7 +1,7 @@
 """The pipeline's last stage, `measure`: everything rebuilt from the log, then the alerts.
 
 In order: the imported message history resolved to persons (`history_deliveries`),
-`campaign_kpis` rebuilt (the same query the live hook runs per cell), every attribution
+the kept orders with their person (`conversion_orders`), `campaign_kpis` rebuilt (the same query the live hook runs per cell), every attribution
 model's credit, the closed-loop tables the next run reads (`channel_responses`,
 `send_time_preferences`), and finally the KPI alerts, judged on the fresh numbers.
 """
@@ -19,7 +19,7 @@ from jingzhun.engine import Engine
 from jingzhun.identity.tables import replace_rows
 from jingzhun.measure.alerts import evaluate_alerts
 from jingzhun.measure.attribution import compute_attribution, write_attribution
-from jingzhun.measure.kpis import kpi_rows_sql
+from jingzhun.measure.kpis import kpi_rows_sql, refresh_conversion_orders
 from jingzhun.measure.loop import channel_responses_sql, send_time_sql
 from jingzhun.measure.settings import MeasureSettings, load_measure_settings
 from jingzhun.measure.sources import history_deliveries_sql
@@ -28,6 +28,7 @@ from jingzhun.schema.tables import (
     ATTRIBUTION_CREDITS,
     CAMPAIGN_KPIS,
     CHANNEL_RESPONSES,
+    CONVERSION_ORDERS,
     HISTORY_DELIVERIES,
     SEND_TIME_PREFERENCES,
 )
@@ -86,6 +87,8 @@ def _rebuild_kpis(workspace: Workspace, engine: Engine, settings: MeasureSetting
     history = history_deliveries_sql(workspace)
     result.tables[HISTORY_DELIVERIES.name] = replace_rows(engine, HISTORY_DELIVERIES, history.sql("duckdb"))
     step("kpis")
+    result.sql.update(refresh_conversion_orders(engine))
+    result.tables[CONVERSION_ORDERS.name] = engine.row_count(CONVERSION_ORDERS.name)
     kpis = kpi_rows_sql(settings.conversion_window, workspace.config.timezone, now)
     result.tables[CAMPAIGN_KPIS.name] = replace_rows(engine, CAMPAIGN_KPIS, kpis.sql("duckdb"))
     campaigns = engine.query("SELECT COUNT(DISTINCT campaign_id) AS n FROM campaign_kpis").column("n")[0].as_py()

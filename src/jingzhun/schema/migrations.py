@@ -125,6 +125,7 @@ MIGRATIONS: tuple[Migration, ...] = (
               _creates(t.JOURNEYS, t.JOURNEY_STATES, t.JOURNEY_TRANSITIONS)),
     Migration(17, "decisions and leads: the decision log, scored leads, assignments and outcomes",
               _creates(t.DECISIONS, t.LEADS, t.LEAD_ASSIGNMENTS, t.LEAD_OUTCOMES)),
+    Migration(18, "live KPIs at scale: kept orders with their person, maintained", _creates(t.CONVERSION_ORDERS)),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -494,6 +494,15 @@ CAMPAIGN_KPIS = table(
     "ctr DOUBLE -- clicked / delivered", "cvr DOUBLE -- converted / delivered (control: / audience)",
     "roi DOUBLE -- gmv / cost", "computed_at TIMESTAMPTZ",
 )
+CONVERSION_ORDERS = table(
+    "conversion_orders", "Kept orders with their person, each once (imported, or tracked `Order Completed` "
+    "events; the imported row wins): what campaign conversions are matched against. Rebuilt by the measure "
+    "stage and extended by the collector's live-KPI hook, so a live update reads these rows instead of "
+    "joining every order event to its person again.",
+    "person_id VARCHAR NOT NULL", "order_id VARCHAR NOT NULL", "placed_at TIMESTAMPTZ",
+    f"amount {MONEY} -- net of discounts; NULL when a tracked event carried none",
+    "origin VARCHAR NOT NULL -- order (imported) | event (tracked Order Completed)",
+)
 ATTRIBUTION_CREDITS = table(
     "attribution_credits", "Conversions and order value credited to touches (campaign messages, ad clicks, "
     "organic visits) by each attribution model.",
