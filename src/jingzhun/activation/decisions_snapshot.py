@@ -231,7 +231,7 @@ class DecisionSnapshot:
         self.meta = meta
         self.products = products = _products(tables["products"], site_url or "", currency)
         self.ids = _pairs(tables["identifiers"], ("id_type", "id_value"), "person_id")
-        self.persons = {row["person_id"]: row for row in tables["persons"].to_pylist()}
+        self.persons = _rows(tables["persons"], "person_id")
         self.offers = _grouped(tables["offers"], "person_id", ("product_id", "kind", "score", "reason_zh", "reason_en"))
         self.related = _grouped(tables["related"], "product_id",
                                 ("related_product_id", "basis", "score", "reason_zh", "reason_en"))
@@ -267,12 +267,31 @@ def _products(table: pa.Table, site: str, currency: str) -> dict[str, Product]:
 def _pairs(table: pa.Table, keys: tuple[str, str], value: str) -> dict[str, str]:
     """`type\\x1fvalue` → person (the unit separator never occurs in a normalized identifier)."""
     joined = pc.binary_join_element_wise(table.column(keys[0]), table.column(keys[1]), "\x1f")
-    return dict(zip(joined.to_pylist(), table.column(value).to_pylist(), strict=True))
+    return dict(zip(joined.to_pylist(), _shared(table.column(value)), strict=True))
 
 
 def _grouped(table: pa.Table, key: str, columns: tuple[str, ...]) -> dict[str, list[tuple]]:
     out: dict[str, list[tuple]] = {}
-    lists = [table.column(name).to_pylist() for name in columns]
-    for index, owner in enumerate(table.column(key).to_pylist()):
+    lists = [_shared(table.column(name)) for name in columns]
+    for index, owner in enumerate(_shared(table.column(key))):
         out.setdefault(owner, []).append(tuple(values[index] for values in lists))
     return out
+
+
+def _rows(table: pa.Table, key: str) -> dict[str, dict]:
+    """Each row as a dict, by `key` (its texts shared as in `_shared`)."""
+    names = table.column_names
+    columns = [_shared(table.column(name)) for name in names]
+    at = names.index(key)
+    return {values[at]: dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)}
+
+
+def _shared(column: pa.ChunkedArray) -> list:
+    """The column's values as Python objects, each distinct text one object however often it
+    repeats: an offer's product, kind and reason recur across persons (on the 20k demo, 580k
+    offers hold ~1,500 distinct texts), and one `str` per row made the offers 6× larger."""
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return column.to_pylist()
+    encoded = pc.dictionary_encode(column).combine_chunks()
+    texts = encoded.dictionary.to_pylist()
+    return [None if index is None else texts[index] for index in encoded.indices.to_pylist()]
