@@ -77,8 +77,10 @@ from jingzhun.activation.leads import LeadAssignment as LeadAssignment
 from jingzhun.activation.leads import LeadError as LeadError
 from jingzhun.activation.leads import LeadScoring as LeadScoring
 from jingzhun.activation.leads import assign_leads as assign_leads
+from jingzhun.activation.leads import leads_sql as leads_sql
 from jingzhun.activation.leads import list_leads as list_leads
 from jingzhun.activation.leads import record_lead_outcome as record_lead_outcome
+from jingzhun.activation.leads import require_rep as require_rep
 from jingzhun.activation.leads import score_leads as score_leads
 from jingzhun.activation.leads_settings import SalesSettings as SalesSettings
 from jingzhun.activation.leads_settings import install_example_sales as install_example_sales

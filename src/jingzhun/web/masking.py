@@ -18,7 +18,7 @@ from typing import Any
 
 PII_TYPES = frozenset({"phone", "email", "name", "birth_date", "mobile", "id_card"})
 PII_COLUMNS = frozenset({"phone", "email", "mobile", "receiver_name", "receiver_phone", "person_name",
-                         "customer_name", "full_name", "real_name", "birth_date"})
+                         "customer_name", "contact_name", "full_name", "real_name", "birth_date"})
 PERSON_NAME = "name"
 _PHONE = re.compile(r"(?<![\dA-Za-z])(?:\+?86[- ]?)?(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")

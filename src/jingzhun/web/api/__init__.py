@@ -21,6 +21,7 @@ from jingzhun.web.api.routes import (
     imports,
     inventory,
     jobs,
+    leads,
     persons,
     recommendations,
     sources,
@@ -30,8 +31,8 @@ from jingzhun.web.api.routes import (
     users,
 )
 
-ROUTERS = (auth, persons, tags, audiences, campaigns, templates, recommendations, decide, analytics, sql, sources,
-           imports, inventory, jobs, users, api_keys, audit, console_catalog,
+ROUTERS = (auth, persons, tags, audiences, campaigns, leads, templates, recommendations, decide, analytics, sql,
+           sources, imports, inventory, jobs, users, api_keys, audit, console_catalog,
            console_measure)
 api_router = APIRouter()
 for module in ROUTERS:
