@@ -30,14 +30,15 @@ HERE = Path(__file__).parent
 STATIC = HERE / "static"
 LANG_COOKIE = "jz_lang"
 # The console's sections, in the sidebar's order; the console's pages fill them.
-SECTIONS = ("overview", "persons", "tags", "audiences", "analytics", "campaigns", "measurement", "data")
+SECTIONS = ("overview", "persons", "tags", "audiences", "analytics", "campaigns", "leads", "measurement", "data")
 TEXT: dict[str, dict[str, str]] = {
     "zh": {"title": "登录", "subtitle": "精准营销平台", "username": "用户名", "password": "密码", "submit": "登录",
            "bad_login": "用户名或密码错误，或该用户已停用。", "bad_form": "登录表单已过期，请重试。",
            "too_many": "登录失败次数过多，请 {wait} 秒后再试。", "logout": "退出", "welcome": "欢迎使用精准",
            "welcome.sub": "从左侧选择一个模块开始。", "nav.api": "API 文档",
            "nav.overview": "概览", "nav.persons": "客户 360", "nav.tags": "标签", "nav.audiences": "人群",
-           "nav.analytics": "分析", "nav.campaigns": "营销活动", "nav.measurement": "效果评估", "nav.data": "数据",
+           "nav.analytics": "分析", "nav.campaigns": "营销活动", "nav.leads": "销售线索", "nav.measurement": "效果评估",
+           "nav.data": "数据",
            "role.admin": "管理员", "role.marketer": "营销", "role.analyst": "分析师", "role.viewer": "只读"},
     "en": {"title": "Log in", "subtitle": "Precision marketing", "username": "User name", "password": "Password",
            "submit": "Log in", "bad_login": "The user name or password is wrong, or the user is disabled.",
@@ -45,7 +46,7 @@ TEXT: dict[str, dict[str, str]] = {
            "too_many": "Too many failed log-ins; try again in {wait} s.", "logout": "Log out",
            "welcome": "Welcome to jingzhun", "welcome.sub": "Pick a section on the left to start.",
            "nav.api": "API docs", "nav.overview": "Overview", "nav.persons": "Person 360", "nav.tags": "Tags",
-           "nav.audiences": "Audiences", "nav.analytics": "Analytics", "nav.campaigns": "Campaigns",
+           "nav.audiences": "Audiences", "nav.analytics": "Analytics", "nav.campaigns": "Campaigns", "nav.leads": "Leads",
            "nav.measurement": "Measurement", "nav.data": "Data", "role.admin": "Admin", "role.marketer": "Marketer",
            "role.analyst": "Analyst", "role.viewer": "Viewer"},
 }

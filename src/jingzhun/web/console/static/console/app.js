@@ -7,10 +7,11 @@ import tags from "./pages/tags.js";
 import audiences from "./pages/audiences.js";
 import analytics from "./pages/analytics.js";
 import campaigns from "./pages/campaigns.js";
+import leads from "./pages/leads.js";
 import measurement from "./pages/measurement.js";
 import data from "./pages/data.js";
 
-const PAGES = { overview, persons, tags, audiences, analytics, campaigns, measurement, data };
+const PAGES = { overview, persons, tags, audiences, analytics, campaigns, leads, measurement, data };
 const content = document.getElementById("content");
 let drawn = 0; // the latest navigation: an older page that finishes late must not draw over it
 
