@@ -320,11 +320,14 @@ def test_the_demo_high_value_customers_drive_big_spend(demo_insights) -> None:
     high_value = truth["is_high_value"].reindex(frame.index).astype("boolean").fillna(False).astype(bool)
     converted = frame["converted"] == 1
     assert high_value[converted].mean() > 4 * high_value.mean()  # the planted value flag
-    # a spend trait leads among the top three (the personas' ages also tell big spenders apart:
-    # with the identity and portrait changes of December 2026, "age >= 44" ranks first here)
-    top = insight.features.head(3)
-    spend = top[top["feature"].isin({"aov", "gmv_total", "gmv_365d", "gmv_90d"})]
-    assert len(spend) and spend.iloc[0]["lift_low"] > 2, top[["feature", "lift", "lift_low"]]
+    # every spend trait separates big spenders (significant, lift's lower bound above 2), and the
+    # best of them ranks in the top 8 of ~116 features. Age leads (the personas' ages tell big
+    # spenders apart too); after it the importances are within ~0.005 of each other, so the
+    # exact order changes between demo builds (their row order follows random person ids):
+    # gmv_365d was 3rd in one build and 5th in another.
+    spend = insight.features[insight.features["feature"].isin({"aov", "gmv_total", "gmv_365d", "gmv_90d"})]
+    assert len(spend) == 4 and spend["significant"].all() and (spend["lift_low"] > 2).all(), spend
+    assert spend["rank"].min() <= 8, insight.features.head(10)[["feature", "importance", "lift_low"]]
     # the planted 1.5x order value: aov's own lift is strong (its place in the classifier's
     # ranking varies between demo builds: its permutation importance is within 0.001 of
     # several others', and the builds differ in their random person ids)
