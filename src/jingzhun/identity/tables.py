@@ -56,14 +56,15 @@ def replace_rows(engine: Engine, table: TableDef, select_sql: str, order_by: str
 
     Callers group several replacements in one `engine.transaction()` where the
     engine has transactions, so readers never see half a rebuild. `order_by` stores the
-    rows in that order (DuckDB keeps insertion order), so a lookup by that column reads
-    only the row groups whose min/max can hold the value.
+    rows in that order on DuckDB (it keeps insertion order), so a lookup by that column
+    reads only the row groups whose min/max can hold the value; the look-ups it is for are
+    the collector's real-time hooks, which run on DuckDB only, so Spark skips the sort.
     """
-    typed = typed_select(table, select_sql) + (f" ORDER BY {order_by}" if order_by else "")
+    typed = typed_select(table, select_sql)
     if engine.SUPPORTS_UPDATE_DELETE:
         names = ", ".join(table.column_names)
         engine.execute(f"DELETE FROM {table.name}")
-        engine.execute(f"INSERT INTO {table.name} ({names}) {typed}")
+        engine.execute(f"INSERT INTO {table.name} ({names}) {typed}" + (f" ORDER BY {order_by}" if order_by else ""))
     else:
         materialize(engine, table.name, typed)
     return engine.row_count(table.name)
